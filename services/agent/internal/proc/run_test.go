@@ -1,0 +1,116 @@
+package proc
+
+import (
+	"context"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func newReaper(t *testing.T) *Reaper {
+	r := NewReaper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go r.Reap(ctx)
+	return r
+}
+
+func sh(script string) Spec {
+	return Spec{Argv: []string{"/bin/sh", "-c", script}, Env: os.Environ(), Dir: os.TempDir()}
+}
+
+func TestRunCapturesOutputAndExitCode(t *testing.T) {
+	r := newReaper(t)
+	res, err := r.Run(sh("echo out; echo err >&2; exit 7"), nil, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 7 || string(res.Stdout) != "out\n" || string(res.Stderr) != "err\n" || res.TimedOut {
+		t.Fatalf("got %+v", res)
+	}
+}
+
+func TestRunSignalExitCode(t *testing.T) {
+	r := newReaper(t)
+	res, err := r.Run(sh("kill -TERM $$"), nil, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 128+int(syscall.SIGTERM) {
+		t.Fatalf("exit code %d, want %d", res.ExitCode, 128+int(syscall.SIGTERM))
+	}
+}
+
+func TestRunStdin(t *testing.T) {
+	r := newReaper(t)
+	res, err := r.Run(Spec{Argv: []string{"cat"}, Env: os.Environ(), Dir: "/"}, []byte("piped\n"), 0, 1<<20)
+	if err != nil || string(res.Stdout) != "piped\n" {
+		t.Fatalf("got %+v, %v", res, err)
+	}
+}
+
+func TestRunTimeoutKillsGroup(t *testing.T) {
+	r := newReaper(t)
+	start := time.Now()
+	res, err := r.Run(sh("sleep 6001 & sleep 6002"), nil, 300*time.Millisecond, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.TimedOut || res.ExitCode != 124 {
+		t.Fatalf("got %+v", res)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %s", d)
+	}
+	// The background sleep shared the process group and must be gone.
+	time.Sleep(100 * time.Millisecond)
+	out, _ := os.ReadDir("/proc")
+	for _, e := range out {
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if strings.Contains(string(b), "sleep\x006001") || strings.Contains(string(b), "sleep\x006002") {
+			st, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if !strings.Contains(string(st), ") Z ") {
+				t.Fatalf("process %s survived the timeout: %q", e.Name(), b)
+			}
+		}
+	}
+}
+
+func TestRunCapsOutput(t *testing.T) {
+	r := newReaper(t)
+	res, err := r.Run(sh("head -c 100000 /dev/zero"), nil, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Stdout) != 1000 || !res.StdoutTruncated || res.ExitCode != 0 {
+		t.Fatalf("len %d truncated %v exit %d", len(res.Stdout), res.StdoutTruncated, res.ExitCode)
+	}
+}
+
+func TestRunBackgroundChildDoesNotHoldAnswer(t *testing.T) {
+	r := newReaper(t)
+	start := time.Now()
+	res, err := r.Run(sh("sleep 5 & echo done"), nil, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(res.Stdout) != "done\n" || time.Since(start) > 3*time.Second {
+		t.Fatalf("got %q after %s", res.Stdout, time.Since(start))
+	}
+}
+
+func TestRunMissingExecutable(t *testing.T) {
+	r := newReaper(t)
+	if _, err := r.Run(Spec{Argv: []string{"no-such-binary-xyz"}, Env: os.Environ(), Dir: "/"}, nil, 0, 10); err == nil {
+		t.Fatal("want error")
+	}
+}
+
+func TestMergeEnv(t *testing.T) {
+	got := MergeEnv([]string{"A=1", "B=2"}, map[string]string{"B": "3", "C": "4"})
+	if strings.Join(got, ",") != "A=1,B=3,C=4" {
+		t.Fatalf("got %v", got)
+	}
+}

@@ -1,0 +1,82 @@
+// Package server is the agent's HTTP API on its unix socket.
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"syscall"
+
+	"github.com/opensandbox/opensandbox/services/agent/internal/proc"
+	"github.com/opensandbox/opensandbox/services/shared/agentapi"
+	"github.com/opensandbox/opensandbox/services/shared/api"
+)
+
+// Server serves the agent protocol (see package agentapi).
+type Server struct {
+	log     *slog.Logger
+	reaper  *proc.Reaper
+	version string
+	home    string // where relative paths and commands without cwd start
+}
+
+// New returns a server that starts processes through reaper.
+func New(log *slog.Logger, reaper *proc.Reaper, version string) *Server {
+	home := os.Getenv("HOME")
+	if fi, err := os.Stat(home); home == "" || err != nil || !fi.IsDir() {
+		home = "/"
+	}
+	return &Server{log: log, reaper: reaper, version: version, home: home}
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("POST /exec", s.exec)
+	mux.HandleFunc("GET /files", s.readFile)
+	mux.HandleFunc("PUT /files", s.writeFile)
+	mux.HandleFunc("DELETE /files", s.remove)
+	mux.HandleFunc("GET /files/list", s.list)
+	mux.HandleFunc("GET /files/stat", s.stat)
+	mux.HandleFunc("POST /files/mkdir", s.mkdir)
+	mux.HandleFunc("POST /files/rename", s.rename)
+	return mux
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, agentapi.Health{OK: true, PID: os.Getpid(), Version: s.version})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, api.ErrorBody{Error: msg, Code: code})
+}
+
+// writeFSError maps a file system error to the status the worker passes on.
+func writeFSError(w http.ResponseWriter, path string, err error) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		writeError(w, http.StatusNotFound, "file_not_found", "no such file or directory: "+path)
+	case errors.Is(err, fs.ErrPermission):
+		writeError(w, http.StatusForbidden, "permission_denied", "permission denied: "+path)
+	case errors.Is(err, syscall.ENOTDIR):
+		writeError(w, http.StatusBadRequest, "not_a_directory", "not a directory: "+path)
+	case errors.Is(err, syscall.EISDIR):
+		writeError(w, http.StatusBadRequest, "is_a_directory", "is a directory: "+path)
+	case errors.Is(err, fs.ErrExist), errors.Is(err, syscall.ENOTEMPTY):
+		writeError(w, http.StatusConflict, "file_exists", "already exists: "+path)
+	case errors.Is(err, syscall.ENOSPC):
+		writeError(w, http.StatusInsufficientStorage, "no_space", "no space left on device")
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}

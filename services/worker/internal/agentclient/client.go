@@ -1,0 +1,228 @@
+// Package agentclient speaks the agent protocol (package agentapi) over the
+// unix socket of one sandbox.
+package agentclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/shared/agentapi"
+	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/errs"
+)
+
+// Client talks to one sandbox's agent.
+type Client struct {
+	http *http.Client
+}
+
+// New returns a client for the agent listening on socket. Every connection is
+// checked with SO_PEERCRED to come from wantPID, the sandbox's init process:
+// the socket lives in a directory the sandbox can write, so a symlink planted
+// there must not lead the worker to another sandbox's agent.
+func New(socket string, wantPID int) *Client {
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "unix", socket)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkPeer(conn, wantPID); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
+	}
+	return &Client{http: &http.Client{Transport: &http.Transport{
+		DialContext:         dial,
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}}}
+}
+
+func checkPeer(conn net.Conn, wantPID int) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok || wantPID <= 0 {
+		return fmt.Errorf("agent socket: cannot verify peer")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *syscall.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return err
+	}
+	if credErr != nil {
+		return credErr
+	}
+	if int(cred.Pid) != wantPID {
+		return fmt.Errorf("agent socket is served by pid %d, want the sandbox init pid %d", cred.Pid, wantPID)
+	}
+	return nil
+}
+
+// Close drops idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, hdr http.Header) (*http.Response, error) {
+	u := "http://agent" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, errs.Unavailable("agent_unreachable", "sandbox agent is not reachable").WithCause(err)
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		var eb api.ErrorBody
+		json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&eb)
+		return nil, errs.FromHTTP(resp.StatusCode, eb.Code, eb.Error)
+	}
+	return resp, nil
+}
+
+func (c *Client) doJSON(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	resp, err := c.do(ctx, method, path, q, body, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode agent answer: %w", err)
+	}
+	return nil
+}
+
+// Health asks the agent whether it is up.
+func (c *Client) Health(ctx context.Context) (agentapi.Health, error) {
+	var h agentapi.Health
+	err := c.doJSON(ctx, http.MethodGet, "/health", nil, nil, &h)
+	return h, err
+}
+
+// Exec runs a command to completion.
+func (c *Client) Exec(ctx context.Context, req agentapi.ExecRequest) (api.ProcessResult, error) {
+	var res api.ProcessResult
+	err := c.doJSON(ctx, http.MethodPost, "/exec", nil, req, &res)
+	return res, err
+}
+
+// File is a streamed file body.
+type File struct {
+	Body         io.ReadCloser
+	Size         int64  // -1 when unknown
+	ContentRange string // set for a 206 answer
+	Mode         string
+}
+
+// ReadFile opens a file for streaming; rangeHdr is an optional HTTP Range.
+func (c *Client) ReadFile(ctx context.Context, path, rangeHdr string) (*File, error) {
+	var hdr http.Header
+	if rangeHdr != "" {
+		hdr = http.Header{"Range": {rangeHdr}}
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/files", url.Values{"path": {path}}, nil, hdr)
+	if err != nil {
+		return nil, err
+	}
+	return &File{Body: resp.Body, Size: resp.ContentLength, ContentRange: resp.Header.Get("Content-Range"), Mode: resp.Header.Get("X-File-Mode")}, nil
+}
+
+// WriteFile streams r into path; size may be -1.
+func (c *Client) WriteFile(ctx context.Context, path string, mode string, r io.Reader, size int64) (api.EntryInfo, error) {
+	q := url.Values{"path": {path}}
+	if mode != "" {
+		q.Set("mode", mode)
+	}
+	u := "http://agent/files?" + q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, io.NopCloser(r))
+	if err != nil {
+		return api.EntryInfo{}, err
+	}
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return api.EntryInfo{}, errs.Unavailable("agent_unreachable", "sandbox agent is not reachable").WithCause(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		var eb api.ErrorBody
+		json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&eb)
+		return api.EntryInfo{}, errs.FromHTTP(resp.StatusCode, eb.Code, eb.Error)
+	}
+	var e api.EntryInfo
+	return e, json.NewDecoder(resp.Body).Decode(&e)
+}
+
+// List lists a directory to depth.
+func (c *Client) List(ctx context.Context, path string, depth int) ([]api.EntryInfo, error) {
+	var out []api.EntryInfo
+	err := c.doJSON(ctx, http.MethodGet, "/files/list", url.Values{"path": {path}, "depth": {strconv.Itoa(depth)}}, nil, &out)
+	return out, err
+}
+
+// Stat describes one path.
+func (c *Client) Stat(ctx context.Context, path string) (api.EntryInfo, error) {
+	var e api.EntryInfo
+	err := c.doJSON(ctx, http.MethodGet, "/files/stat", url.Values{"path": {path}}, nil, &e)
+	return e, err
+}
+
+// MakeDir creates path and its parents.
+func (c *Client) MakeDir(ctx context.Context, path string) (api.EntryInfo, error) {
+	var e api.EntryInfo
+	err := c.doJSON(ctx, http.MethodPost, "/files/mkdir", url.Values{"path": {path}}, nil, &e)
+	return e, err
+}
+
+// Remove deletes path recursively.
+func (c *Client) Remove(ctx context.Context, path string) error {
+	return c.doJSON(ctx, http.MethodDelete, "/files", url.Values{"path": {path}}, nil, nil)
+}
+
+// Rename moves from to to.
+func (c *Client) Rename(ctx context.Context, from, to string) (api.EntryInfo, error) {
+	var e api.EntryInfo
+	err := c.doJSON(ctx, http.MethodPost, "/files/rename", nil, api.RenameRequest{From: from, To: to}, &e)
+	return e, err
+}

@@ -1,0 +1,207 @@
+// Package sandboxdb is the per-sandbox SQLite log: command history, events
+// waiting to be published, and the sandbox's own state (end time) so that it
+// survives a worker restart.
+package sandboxdb
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	_ "modernc.org/sqlite" // pure Go: the worker builds with CGO off
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS command_log (
+	id          INTEGER PRIMARY KEY,
+	command     TEXT NOT NULL,
+	args        TEXT NOT NULL,
+	cwd         TEXT NOT NULL,
+	exit_code   INTEGER NOT NULL,
+	duration_ms INTEGER NOT NULL,
+	stdout_len  INTEGER NOT NULL,
+	stderr_len  INTEGER NOT NULL,
+	created_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+	seq        INTEGER PRIMARY KEY,
+	event_id   TEXT NOT NULL UNIQUE,
+	type       TEXT NOT NULL,
+	payload    TEXT NOT NULL,
+	created_at TEXT NOT NULL,
+	synced     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS events_unsynced ON events(seq) WHERE synced = 0;
+`
+
+// DB is one sandbox's database.
+type DB struct {
+	sql *sql.DB
+}
+
+// Open opens (creating if needed) the database at path.
+func Open(path string) (*DB, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(5000)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	// One connection: writes are serialised anyway, and it keeps WAL simple.
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sandbox db %s: %w", path, err)
+	}
+	return &DB{sql: db}, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.sql.Close() }
+
+// SetMeta stores a value under key.
+func (d *DB) SetMeta(ctx context.Context, key string, value any) error {
+	b, err := json.Marshal(value)
+	if err != nil {
+		return err
+	}
+	_, err = d.sql.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, string(b))
+	return err
+}
+
+// Meta loads the value under key into out; it reports false when absent.
+func (d *DB) Meta(ctx context.Context, key string, out any) (bool, error) {
+	var s string
+	err := d.sql.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&s)
+	if err == sql.ErrNoRows {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, json.Unmarshal([]byte(s), out)
+}
+
+// Event is one row of the events table.
+type Event struct {
+	Seq       int64
+	ID        string
+	Type      string
+	Payload   json.RawMessage
+	CreatedAt time.Time
+}
+
+// Command is one row of the command log.
+type Command struct {
+	Command    string
+	Args       []string
+	Cwd        string
+	ExitCode   int
+	DurationMs int64
+	StdoutLen  int
+	StderrLen  int
+	CreatedAt  time.Time
+}
+
+// AddEvent records an event as not yet synced.
+func (d *DB) AddEvent(ctx context.Context, ev Event) error {
+	_, err := d.sql.ExecContext(ctx, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`,
+		ev.ID, ev.Type, string(ev.Payload), ev.CreatedAt.UTC().Format(time.RFC3339Nano))
+	return err
+}
+
+// LogCommand records a finished command and its event in one transaction.
+func (d *DB) LogCommand(ctx context.Context, c Command, ev Event) error {
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	args, _ := json.Marshal(c.Args)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO command_log(command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.Command, string(args), c.Cwd, c.ExitCode, c.DurationMs, c.StdoutLen, c.StderrLen, c.CreatedAt.UTC().Format(time.RFC3339Nano)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`,
+		ev.ID, ev.Type, string(ev.Payload), ev.CreatedAt.UTC().Format(time.RFC3339Nano)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Commands returns the command log, oldest first.
+func (d *DB) Commands(ctx context.Context) ([]Command, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, created_at FROM command_log ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Command
+	for rows.Next() {
+		var c Command
+		var args, at string
+		if err := rows.Scan(&c.Command, &args, &c.Cwd, &c.ExitCode, &c.DurationMs, &c.StdoutLen, &c.StderrLen, &at); err != nil {
+			return nil, err
+		}
+		json.Unmarshal([]byte(args), &c.Args)
+		c.CreatedAt, _ = time.Parse(time.RFC3339Nano, at)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// Unsynced returns up to limit events not yet acknowledged, oldest first.
+func (d *DB) Unsynced(ctx context.Context, limit int) ([]Event, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT seq, event_id, type, payload, created_at FROM events WHERE synced = 0 ORDER BY seq LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var payload, at string
+		if err := rows.Scan(&e.Seq, &e.ID, &e.Type, &payload, &at); err != nil {
+			return nil, err
+		}
+		e.Payload = json.RawMessage(payload)
+		e.CreatedAt, _ = time.Parse(time.RFC3339Nano, at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// MarkSynced flags events as acknowledged by the event stream.
+func (d *DB) MarkSynced(ctx context.Context, seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `UPDATE events SET synced = 1 WHERE seq = ?`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, s := range seqs {
+		if _, err := stmt.ExecContext(ctx, s); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// CountUnsynced returns how many events wait to be published.
+func (d *DB) CountUnsynced(ctx context.Context) (int, error) {
+	var n int
+	err := d.sql.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE synced = 0`).Scan(&n)
+	return n, err
+}

@@ -1,0 +1,185 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/containers/podman/v5/pkg/bindings"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/bindings/images"
+	"github.com/containers/podman/v5/pkg/errorhandling"
+	"github.com/containers/podman/v5/pkg/specgen"
+	spec "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+var _ Runtime = (*Podman)(nil)
+
+// Podman talks to a `podman system service` socket through the v5 bindings.
+type Podman struct {
+	conn       context.Context // the bindings keep their connection in a context
+	ociRuntime string
+}
+
+// NewPodman connects to uri (e.g. unix:///run/opensandbox/podman.sock).
+// ociRuntime selects the OCI runtime per container ("" = the service's default).
+func NewPodman(ctx context.Context, uri, ociRuntime string) (*Podman, error) {
+	// The bindings keep this context for every later call, so it must not
+	// carry the caller's cancellation; each call adds its own (see with).
+	conn, err := bindings.NewConnection(context.WithoutCancel(ctx), uri)
+	if err != nil {
+		return nil, fmt.Errorf("connect to podman at %s: %w", uri, err)
+	}
+	return &Podman{conn: conn, ociRuntime: ociRuntime}, nil
+}
+
+// with carries the caller's deadline and cancellation into a bindings call.
+func (p *Podman) with(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(p.conn)
+	stop := context.AfterFunc(ctx, cancel)
+	return c, func() { stop(); cancel() }
+}
+
+// BindingsContext returns a context for calling the Podman bindings directly
+// (benchmarks compare against raw Podman with it); call cancel when done.
+func (p *Podman) BindingsContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return p.with(ctx)
+}
+
+func (p *Podman) Start(ctx context.Context, s Spec) (Container, error) {
+	c, cancel := p.with(ctx)
+	defer cancel()
+
+	g := specgen.NewSpecGenerator(s.Image, false)
+	g.Name = s.Name
+	g.Command = s.Cmd
+	g.Env = s.Env
+	g.Labels = s.Labels
+	g.Hostname = "sandbox"
+	g.OCIRuntime = p.ociRuntime
+	for _, m := range s.Mounts {
+		opt := "rw"
+		if m.ReadOnly {
+			opt = "ro"
+		}
+		g.Mounts = append(g.Mounts, spec.Mount{Type: "bind", Source: m.Source, Destination: m.Destination, Options: []string{"rbind", opt}})
+	}
+	g.CapDrop = []string{"all"}
+	g.CapAdd = s.CapAdd
+	noNewPrivs := true
+	g.NoNewPrivileges = &noNewPrivs
+	g.ResourceLimits = resources(s)
+	if s.Network {
+		g.NetNS = specgen.Namespace{NSMode: specgen.Bridge}
+	} else {
+		g.NetNS = specgen.Namespace{NSMode: specgen.NoNetwork}
+	}
+	stop := uint(1)
+	g.StopTimeout = &stop
+
+	resp, err := containers.CreateWithSpec(c, g, nil)
+	if err != nil {
+		if isNotFound(err) {
+			return Container{}, fmt.Errorf("image %s: %w", s.Image, ErrNotFound)
+		}
+		return Container{}, fmt.Errorf("create container: %w", err)
+	}
+	if err := containers.Start(c, resp.ID, nil); err != nil {
+		p.Remove(context.WithoutCancel(ctx), resp.ID)
+		return Container{}, fmt.Errorf("start container: %w", err)
+	}
+	return p.Inspect(ctx, resp.ID)
+}
+
+func resources(s Spec) *spec.LinuxResources {
+	r := &spec.LinuxResources{}
+	if s.MemoryBytes > 0 {
+		mem := s.MemoryBytes
+		r.Memory = &spec.LinuxMemory{Limit: &mem, Swap: &mem} // no swap beyond the limit
+	}
+	if s.CPUs > 0 {
+		period := uint64(100_000)
+		quota := int64(s.CPUs * float64(period))
+		r.CPU = &spec.LinuxCPU{Period: &period, Quota: &quota}
+	}
+	if s.PidsLimit > 0 {
+		r.Pids = &spec.LinuxPids{Limit: s.PidsLimit}
+	}
+	return r
+}
+
+func (p *Podman) Remove(ctx context.Context, name string) error {
+	c, cancel := p.with(ctx)
+	defer cancel()
+	force, volumes, timeout := true, true, uint(0)
+	_, err := containers.Remove(c, name, &containers.RemoveOptions{Force: &force, Volumes: &volumes, Timeout: &timeout})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", name, err)
+	}
+	return nil
+}
+
+func (p *Podman) Inspect(ctx context.Context, name string) (Container, error) {
+	c, cancel := p.with(ctx)
+	defer cancel()
+	data, err := containers.Inspect(c, name, nil)
+	if err != nil {
+		if isNotFound(err) {
+			return Container{}, fmt.Errorf("container %s: %w", name, ErrNotFound)
+		}
+		return Container{}, fmt.Errorf("inspect container %s: %w", name, err)
+	}
+	ctr := Container{ID: data.ID, Name: data.Name, Created: data.Created}
+	if data.Config != nil {
+		ctr.Labels = data.Config.Labels
+	}
+	if data.State != nil {
+		ctr.Running = data.State.Running
+		ctr.PID = data.State.Pid
+	}
+	return ctr, nil
+}
+
+func (p *Podman) List(ctx context.Context, labels map[string]string) ([]Container, error) {
+	c, cancel := p.with(ctx)
+	defer cancel()
+	var filter []string
+	for k, v := range labels {
+		filter = append(filter, k+"="+v)
+	}
+	all := true
+	list, err := containers.List(c, &containers.ListOptions{All: &all, Filters: map[string][]string{"label": filter}})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]Container, 0, len(list))
+	for _, l := range list {
+		name := ""
+		if len(l.Names) > 0 {
+			name = l.Names[0]
+		}
+		out = append(out, Container{ID: l.ID, Name: name, Labels: l.Labels, Running: l.State == "running", PID: l.Pid, Created: l.Created})
+	}
+	return out, nil
+}
+
+func (p *Podman) ImageExists(ctx context.Context, ref string) (bool, error) {
+	c, cancel := p.with(ctx)
+	defer cancel()
+	ok, err := images.Exists(c, ref, nil)
+	if err != nil {
+		return false, fmt.Errorf("look up image %s: %w", ref, err)
+	}
+	return ok, nil
+}
+
+func isNotFound(err error) bool {
+	var ee *errorhandling.ErrorModel
+	if errors.As(err, &ee) && ee.ResponseCode == http.StatusNotFound {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "no such") || strings.Contains(msg, "image not known")
+}

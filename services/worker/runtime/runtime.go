@@ -1,0 +1,59 @@
+// Package runtime runs sandboxes as containers. Runtime is the small interface
+// the sandbox manager needs; Podman is the implementation used today, with room
+// for a microVM runtime behind the same interface.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Mount is a host path bound into the sandbox.
+type Mount struct {
+	Source      string
+	Destination string
+	ReadOnly    bool
+}
+
+// Spec describes one sandbox container.
+type Spec struct {
+	Name        string
+	Image       string
+	Cmd         []string
+	Env         map[string]string
+	Labels      map[string]string
+	Mounts      []Mount
+	CPUs        float64
+	MemoryBytes int64
+	PidsLimit   int64
+	Network     bool     // bridge network; none when false
+	CapAdd      []string // all other capabilities are dropped
+}
+
+// Container is what the runtime knows about one container.
+type Container struct {
+	ID      string
+	Name    string
+	Labels  map[string]string
+	Running bool
+	PID     int // host pid of the container's init process (our agent)
+	Created time.Time
+}
+
+// ErrNotFound is returned for an unknown container or image.
+var ErrNotFound = errors.New("not found")
+
+// Runtime creates, inspects and removes sandbox containers.
+type Runtime interface {
+	// Start creates and starts a container.
+	Start(ctx context.Context, spec Spec) (Container, error)
+	// Remove force-removes a container; a missing one is not an error.
+	Remove(ctx context.Context, name string) error
+	// Inspect returns one container or ErrNotFound.
+	Inspect(ctx context.Context, name string) (Container, error)
+	// List returns the containers carrying all the given labels.
+	List(ctx context.Context, labels map[string]string) ([]Container, error)
+	// ImageExists reports whether an image is present locally.
+	ImageExists(ctx context.Context, ref string) (bool, error)
+}

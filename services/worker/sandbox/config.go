@@ -1,0 +1,83 @@
+// Package sandbox manages the lifecycle of sandboxes on one worker: creating
+// them through a Runtime, talking to their agents, enforcing their end time
+// (also across restarts), and logging to each sandbox's SQLite.
+package sandbox
+
+import (
+	"errors"
+	"time"
+)
+
+// Config is the manager's configuration.
+type Config struct {
+	WorkerID    string
+	Region      string
+	DataDir     string // holds sandboxes/<id>/{sandbox.db,run/}
+	AgentBinary string // host path of the static osb-agent binary
+
+	Templates       map[string]string // template name -> image reference
+	DefaultTemplate string
+
+	DefaultTimeout time.Duration
+	MaxTimeout     time.Duration
+	DefaultCPUs    int
+	MaxCPUs        int
+	DefaultMemMB   int
+	MaxMemMB       int
+	MinMemMB       int
+	PidsLimit      int64
+	Capacity       int // sandboxes this worker accepts at once
+
+	DefaultExecTimeout time.Duration
+	MaxExecTimeout     time.Duration
+	MaxOutput          int           // bytes kept per output stream
+	AgentReadyTimeout  time.Duration // how long a new sandbox's agent may take to answer
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		WorkerID:        "local",
+		Region:          "local",
+		DataDir:         ".data",
+		DefaultTemplate: "base",
+		Templates: map[string]string{
+			"base":    "localhost/opensandbox/base:latest",
+			"busybox": "localhost/opensandbox/busybox:latest",
+		},
+		DefaultTimeout:     300 * time.Second,
+		MaxTimeout:         24 * time.Hour,
+		DefaultCPUs:        1,
+		MaxCPUs:            4,
+		DefaultMemMB:       512,
+		MaxMemMB:           8192,
+		MinMemMB:           64,
+		PidsLimit:          256,
+		Capacity:           200,
+		DefaultExecTimeout: 60 * time.Second,
+		MaxExecTimeout:     24 * time.Hour,
+		MaxOutput:          10 << 20,
+		AgentReadyTimeout:  15 * time.Second,
+	}
+}
+
+// Validate checks the configuration is usable.
+func (c Config) Validate() error {
+	switch {
+	case c.WorkerID == "":
+		return errors.New("worker id is required")
+	case c.DataDir == "":
+		return errors.New("data dir is required")
+	case c.AgentBinary == "":
+		return errors.New("agent binary is required")
+	case c.DefaultTimeout <= 0 || c.MaxTimeout < c.DefaultTimeout:
+		return errors.New("timeouts: need 0 < default <= max")
+	case c.DefaultCPUs <= 0 || c.MaxCPUs < c.DefaultCPUs:
+		return errors.New("cpus: need 0 < default <= max")
+	case c.DefaultMemMB < c.MinMemMB || c.MaxMemMB < c.DefaultMemMB:
+		return errors.New("memory: need min <= default <= max")
+	case c.Capacity <= 0:
+		return errors.New("capacity must be positive")
+	}
+	return nil
+}

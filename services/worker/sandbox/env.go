@@ -1,0 +1,22 @@
+package sandbox
+
+import "github.com/opensandbox/opensandbox/services/shared/config"
+
+// ConfigFromEnv returns DefaultConfig overridden by OPENSANDBOX_* variables.
+func ConfigFromEnv(e *config.Env) Config {
+	c := DefaultConfig()
+	c.WorkerID = e.String("OPENSANDBOX_WORKER_ID", c.WorkerID)
+	c.Region = e.String("OPENSANDBOX_REGION", c.Region)
+	c.DataDir = e.String("OPENSANDBOX_DATA_DIR", c.DataDir)
+	c.AgentBinary = e.String("OPENSANDBOX_AGENT_BINARY", "bin/osb-agent")
+	c.DefaultTemplate = e.String("OPENSANDBOX_DEFAULT_TEMPLATE", c.DefaultTemplate)
+	c.Templates["base"] = e.String("OPENSANDBOX_IMAGE_BASE", c.Templates["base"])
+	c.Templates["busybox"] = e.String("OPENSANDBOX_IMAGE_BUSYBOX", c.Templates["busybox"])
+	c.DefaultTimeout = e.Duration("OPENSANDBOX_DEFAULT_TIMEOUT", c.DefaultTimeout)
+	c.MaxTimeout = e.Duration("OPENSANDBOX_MAX_TIMEOUT", c.MaxTimeout)
+	c.MaxCPUs = e.Int("OPENSANDBOX_MAX_CPUS", c.MaxCPUs)
+	c.MaxMemMB = e.Int("OPENSANDBOX_MAX_MEMORY_MB", c.MaxMemMB)
+	c.PidsLimit = e.Int64("OPENSANDBOX_PIDS_LIMIT", c.PidsLimit)
+	c.Capacity = e.Int("OPENSANDBOX_CAPACITY", c.Capacity)
+	return c
+}

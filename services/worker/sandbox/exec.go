@@ -1,0 +1,229 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/shared/agentapi"
+	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/errs"
+	"github.com/opensandbox/opensandbox/services/shared/events"
+	"github.com/opensandbox/opensandbox/services/worker/internal/agentclient"
+	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
+)
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// execRequest validates a command and turns it into an agent request.
+func (m *Manager) execRequest(p api.ProcessConfig) (agentapi.ExecRequest, error) {
+	if p.Cmd == "" {
+		return agentapi.ExecRequest{}, errs.Invalid("cmd is required")
+	}
+	timeout := time.Duration(p.Timeout) * time.Second
+	switch {
+	case p.Timeout < 0:
+		return agentapi.ExecRequest{}, errs.Invalid("timeout must not be negative")
+	case p.Timeout == 0:
+		timeout = m.cfg.DefaultExecTimeout
+	case timeout > m.cfg.MaxExecTimeout:
+		return agentapi.ExecRequest{}, errs.Invalid("timeout is over the maximum of %ds", int(m.cfg.MaxExecTimeout.Seconds()))
+	}
+	for k := range p.Envs {
+		if !envKeyRE.MatchString(k) {
+			return agentapi.ExecRequest{}, errs.Invalid("invalid environment variable name %q", k)
+		}
+	}
+	req := agentapi.ExecRequest{
+		Cmd:       p.Cmd,
+		Args:      p.Args,
+		Shell:     len(p.Args) == 0,
+		Envs:      p.Envs,
+		Cwd:       p.Cwd,
+		TimeoutMs: timeout.Milliseconds(),
+		MaxOutput: m.cfg.MaxOutput,
+	}
+	if p.Stdin != nil {
+		req.Stdin = []byte(*p.Stdin)
+	}
+	return req, nil
+}
+
+// Exec runs a command to completion and logs it.
+func (m *Manager) Exec(ctx context.Context, id string, p api.ProcessConfig) (api.ProcessResult, error) {
+	b, err := m.get(id)
+	if err != nil {
+		return api.ProcessResult{}, err
+	}
+	req, err := m.execRequest(p)
+	if err != nil {
+		return api.ProcessResult{}, err
+	}
+	start := time.Now()
+	res, err := b.agent.Exec(ctx, req)
+	m.metrics.ExecDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		m.metrics.Commands.WithLabelValues("error").Inc()
+		return api.ProcessResult{}, m.agentErr(id, err)
+	}
+	m.metrics.Commands.WithLabelValues(exitClass(res)).Inc()
+	m.logCommand(ctx, b, p, res, start)
+	return res, nil
+}
+
+func exitClass(r api.ProcessResult) string {
+	switch {
+	case r.TimedOut:
+		return "timeout"
+	case r.ExitCode == 0:
+		return "ok"
+	default:
+		return "nonzero"
+	}
+}
+
+func (m *Manager) logCommand(ctx context.Context, b *box, p api.ProcessConfig, res api.ProcessResult, start time.Time) {
+	cmd := events.CommandData{
+		Command: p.Cmd, Args: p.Args, Cwd: p.Cwd, ExitCode: res.ExitCode, DurationMs: res.DurationMs,
+		StdoutLen: len(res.Stdout), StderrLen: len(res.Stderr),
+	}
+	ev := events.Event{Type: events.TypeCommand, Command: &cmd}
+	b.dbMu.RLock()
+	defer b.dbMu.RUnlock()
+	if b.closed {
+		return
+	}
+	m.fillEvent(b, &ev)
+	row := sandboxdb.Command{
+		Command: p.Cmd, Args: p.Args, Cwd: p.Cwd, ExitCode: res.ExitCode, DurationMs: res.DurationMs,
+		StdoutLen: len(res.Stdout), StderrLen: len(res.Stderr), CreatedAt: start.UTC(),
+	}
+	// The log must not fail a command that already ran; a write error is logged.
+	if err := b.db.LogCommand(context.WithoutCancel(ctx), row, dbEvent(ev)); err != nil {
+		m.log.Error("log command", "sandbox_id", b.info.SandboxID, "err", err)
+	}
+}
+
+// agentErr reports a sandbox destroyed during the call as not found rather
+// than as an unreachable agent.
+func (m *Manager) agentErr(id string, err error) error {
+	if _, gone := m.get(id); gone != nil {
+		return errs.ErrSandboxNotFound
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return errs.New(errs.KindTimeout, "canceled", "request canceled").WithCause(err)
+	}
+	return err
+}
+
+// agentFor returns the agent client of a live sandbox.
+func (m *Manager) agentFor(id string) (*agentclient.Client, error) {
+	b, err := m.get(id)
+	if err != nil {
+		return nil, err
+	}
+	return b.agent, nil
+}
+
+// FileReader is a streamed file.
+type FileReader = agentclient.File
+
+// ReadFile opens a file for streaming; rangeHdr is an optional HTTP Range.
+func (m *Manager) ReadFile(ctx context.Context, id, path, rangeHdr string) (*FileReader, error) {
+	a, err := m.agentFor(id)
+	if err != nil {
+		return nil, err
+	}
+	f, err := a.ReadFile(ctx, path, rangeHdr)
+	if err != nil {
+		return nil, m.agentErr(id, err)
+	}
+	f.Body = &countingReader{ReadCloser: f.Body, add: m.metrics.FileBytes.WithLabelValues("download").Add}
+	return f, nil
+}
+
+// WriteFile streams r into path (size -1 when unknown).
+func (m *Manager) WriteFile(ctx context.Context, id, path, mode string, r io.Reader, size int64) (api.EntryInfo, error) {
+	a, err := m.agentFor(id)
+	if err != nil {
+		return api.EntryInfo{}, err
+	}
+	cr := &countingReader{ReadCloser: io.NopCloser(r), add: m.metrics.FileBytes.WithLabelValues("upload").Add}
+	e, err := a.WriteFile(ctx, path, mode, cr, size)
+	if err != nil {
+		return api.EntryInfo{}, m.agentErr(id, err)
+	}
+	return e, nil
+}
+
+// ListDir lists a directory to depth.
+func (m *Manager) ListDir(ctx context.Context, id, path string, depth int) ([]api.EntryInfo, error) {
+	a, err := m.agentFor(id)
+	if err != nil {
+		return nil, err
+	}
+	out, err := a.List(ctx, path, depth)
+	return out, m.agentErrOrNil(id, err)
+}
+
+// Stat describes one path.
+func (m *Manager) Stat(ctx context.Context, id, path string) (api.EntryInfo, error) {
+	a, err := m.agentFor(id)
+	if err != nil {
+		return api.EntryInfo{}, err
+	}
+	e, err := a.Stat(ctx, path)
+	return e, m.agentErrOrNil(id, err)
+}
+
+// MakeDir creates a directory and its parents.
+func (m *Manager) MakeDir(ctx context.Context, id, path string) (api.EntryInfo, error) {
+	a, err := m.agentFor(id)
+	if err != nil {
+		return api.EntryInfo{}, err
+	}
+	e, err := a.MakeDir(ctx, path)
+	return e, m.agentErrOrNil(id, err)
+}
+
+// Remove deletes a path recursively.
+func (m *Manager) Remove(ctx context.Context, id, path string) error {
+	a, err := m.agentFor(id)
+	if err != nil {
+		return err
+	}
+	return m.agentErrOrNil(id, a.Remove(ctx, path))
+}
+
+// Rename moves a path.
+func (m *Manager) Rename(ctx context.Context, id, from, to string) (api.EntryInfo, error) {
+	a, err := m.agentFor(id)
+	if err != nil {
+		return api.EntryInfo{}, err
+	}
+	e, err := a.Rename(ctx, from, to)
+	return e, m.agentErrOrNil(id, err)
+}
+
+func (m *Manager) agentErrOrNil(id string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return m.agentErr(id, err)
+}
+
+// countingReader feeds a byte counter as data moves.
+type countingReader struct {
+	io.ReadCloser
+	add func(float64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	if n > 0 {
+		c.add(float64(n))
+	}
+	return n, err
+}

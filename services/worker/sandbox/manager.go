@@ -1,0 +1,532 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/shared/agentapi"
+	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/errs"
+	"github.com/opensandbox/opensandbox/services/shared/events"
+	"github.com/opensandbox/opensandbox/services/worker/internal/agentclient"
+	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
+	"github.com/opensandbox/opensandbox/services/worker/runtime"
+)
+
+// Container labels; the worker label scopes restore to this worker's sandboxes.
+const (
+	LabelID       = "opensandbox.id"
+	LabelTemplate = "opensandbox.template"
+	LabelCreated  = "opensandbox.created"
+	LabelTimeout  = "opensandbox.timeout"
+	LabelWorker   = "opensandbox.worker"
+)
+
+// capabilities a normal shell user needs (package managers, chown, kill,
+// binding low ports); every other one is dropped.
+var sandboxCaps = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"}
+
+// Manager owns the sandboxes of one worker.
+type Manager struct {
+	log     *slog.Logger
+	rt      runtime.Runtime
+	cfg     Config
+	metrics *Metrics
+
+	mu         sync.Mutex
+	boxes      map[string]*box
+	creating   int            // creates in flight, counted against capacity
+	closed     bool           // set by Close; no destroy starts after it
+	destroying sync.WaitGroup // destroys in flight; Close waits for them
+
+	// ctx is cancelled by Close; timers use it to destroy sandboxes.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// box is one live sandbox.
+type box struct {
+	info  api.Sandbox // EndAt guarded by Manager.mu
+	orgID string
+	dir   string
+	agent *agentclient.Client
+	timer *time.Timer
+
+	dbMu   sync.RWMutex // writers hold RLock; destroy takes Lock to close
+	db     *sandboxdb.DB
+	closed bool
+}
+
+// CreateOptions carries who asks for a sandbox.
+type CreateOptions struct {
+	OrgID string
+}
+
+// New returns a manager; call Restore to pick up sandboxes from a previous run.
+func New(log *slog.Logger, rt runtime.Runtime, cfg Config, metrics *Metrics) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DataDir = abs
+	if _, err := os.Stat(cfg.AgentBinary); err != nil {
+		return nil, fmt.Errorf("agent binary: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "sandboxes"), 0o700); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, ctx: ctx, cancel: cancel}, nil
+}
+
+// Config returns the manager's configuration.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Close stops the timers and closes the databases. Sandboxes keep running;
+// the next Restore finds them again.
+func (m *Manager) Close() {
+	m.cancel()
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.destroying.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, b := range m.boxes {
+		b.timer.Stop()
+		b.agent.Close()
+		b.dbMu.Lock()
+		b.closed = true
+		b.db.Close()
+		b.dbMu.Unlock()
+	}
+	m.boxes = map[string]*box{}
+}
+
+// Count returns the number of live sandboxes.
+func (m *Manager) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.boxes)
+}
+
+var (
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	idChars  = "abcdefghijklmnopqrstuvwxyz0123456789"
+)
+
+func newID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	for i := range b {
+		b[i] = idChars[int(b[i])%len(idChars)]
+	}
+	return string(b)
+}
+
+// resolved is a validated create request.
+type resolved struct {
+	template string
+	image    string
+	timeout  time.Duration
+	cpus     int
+	memMB    int
+}
+
+func (m *Manager) validate(cfg api.SandboxConfig) (resolved, error) {
+	r := resolved{template: cfg.TemplateName()}
+	if r.template == "" {
+		r.template = m.cfg.DefaultTemplate
+	}
+	if img, ok := m.cfg.Templates[r.template]; ok {
+		r.image = img
+	} else if strings.ContainsAny(r.template, "/:") {
+		r.image = r.template // an image reference
+	} else {
+		return r, errs.New(errs.KindInvalid, "template_not_found", "unknown template %q", r.template)
+	}
+
+	switch {
+	case cfg.Timeout < 0:
+		return r, errs.Invalid("timeout must be positive")
+	case cfg.Timeout == 0:
+		r.timeout = m.cfg.DefaultTimeout
+	default:
+		r.timeout = time.Duration(cfg.Timeout) * time.Second
+	}
+	if r.timeout > m.cfg.MaxTimeout {
+		return r, errs.Invalid("timeout %ds is over the maximum of %ds", cfg.Timeout, int(m.cfg.MaxTimeout.Seconds()))
+	}
+	r.cpus = cfg.CPUCount
+	if r.cpus == 0 {
+		r.cpus = m.cfg.DefaultCPUs
+	}
+	if r.cpus < 0 || r.cpus > m.cfg.MaxCPUs {
+		return r, errs.Invalid("cpuCount must be between 1 and %d", m.cfg.MaxCPUs)
+	}
+	r.memMB = cfg.MemoryMB
+	if r.memMB == 0 {
+		r.memMB = m.cfg.DefaultMemMB
+	}
+	if r.memMB < m.cfg.MinMemMB || r.memMB > m.cfg.MaxMemMB {
+		return r, errs.Invalid("memoryMB must be between %d and %d", m.cfg.MinMemMB, m.cfg.MaxMemMB)
+	}
+	for k := range cfg.Envs {
+		if !envKeyRE.MatchString(k) {
+			return r, errs.Invalid("invalid environment variable name %q", k)
+		}
+	}
+	if len(cfg.Metadata) > 64 {
+		return r, errs.Invalid("at most 64 metadata entries")
+	}
+	for k, v := range cfg.Metadata {
+		if k == "" || len(k) > 256 || len(v) > 4096 {
+			return r, errs.Invalid("metadata keys must be 1..256 bytes and values at most 4096 bytes")
+		}
+	}
+	if len(cfg.Alias) > 256 {
+		return r, errs.Invalid("alias is longer than 256 bytes")
+	}
+	return r, nil
+}
+
+// Create starts a sandbox and waits until its agent answers.
+func (m *Manager) Create(ctx context.Context, cfg api.SandboxConfig, opts CreateOptions) (api.Sandbox, error) {
+	start := time.Now()
+	sb, err := m.create(ctx, cfg, opts)
+	if err != nil {
+		m.metrics.CreateErrors.WithLabelValues(errs.As(err).Code).Inc()
+		return api.Sandbox{}, err
+	}
+	m.metrics.CreateDuration.WithLabelValues(sb.TemplateID).Observe(time.Since(start).Seconds())
+	m.log.Info("sandbox created", "sandbox_id", sb.SandboxID, "template", sb.TemplateID, "org_id", opts.OrgID, "duration_ms", time.Since(start).Milliseconds())
+	return sb, nil
+}
+
+func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts CreateOptions) (api.Sandbox, error) {
+	r, err := m.validate(cfg)
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	m.mu.Lock()
+	if len(m.boxes)+m.creating >= m.cfg.Capacity {
+		m.mu.Unlock()
+		return api.Sandbox{}, errs.Unavailable("worker_full", "worker is at capacity (%d sandboxes)", m.cfg.Capacity)
+	}
+	m.creating++
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.creating--
+		m.mu.Unlock()
+	}()
+
+	id := newID()
+	now := time.Now().UTC()
+	b := &box{
+		orgID: opts.OrgID,
+		dir:   filepath.Join(m.cfg.DataDir, "sandboxes", id),
+		info: api.Sandbox{
+			SandboxID:      id,
+			TemplateID:     r.template,
+			Alias:          cfg.Alias,
+			Status:         api.StatusRunning,
+			StartedAt:      now,
+			EndAt:          now.Add(r.timeout),
+			Metadata:       cfg.Metadata,
+			CPUCount:       r.cpus,
+			MemoryMB:       r.memMB,
+			NetworkEnabled: cfg.NetworkEnabled,
+			WorkerID:       m.cfg.WorkerID,
+			Region:         m.cfg.Region,
+		},
+	}
+	runDir := filepath.Join(b.dir, "run")
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return api.Sandbox{}, errs.Internal("create sandbox directory", err)
+	}
+	// Undo everything on any failure below: no leaked container, no stray dir.
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		if b.db != nil {
+			b.db.Close()
+		}
+		m.rt.Remove(context.WithoutCancel(ctx), containerName(id))
+		os.RemoveAll(b.dir)
+	}()
+
+	if b.db, err = sandboxdb.Open(filepath.Join(b.dir, "sandbox.db")); err != nil {
+		return api.Sandbox{}, errs.Internal("open sandbox database", err)
+	}
+	if err := m.saveState(ctx, b); err != nil {
+		return api.Sandbox{}, errs.Internal("save sandbox state", err)
+	}
+
+	ctr, err := m.rt.Start(ctx, runtime.Spec{
+		Name:  containerName(id),
+		Image: r.image,
+		Cmd:   []string{agentapi.BinaryPath},
+		Env:   cfg.Envs,
+		Labels: map[string]string{
+			LabelID:       id,
+			LabelTemplate: r.template,
+			LabelCreated:  now.Format(time.RFC3339),
+			LabelTimeout:  strconv.Itoa(int(r.timeout.Seconds())),
+			LabelWorker:   m.cfg.WorkerID,
+		},
+		Mounts: []runtime.Mount{
+			{Source: m.cfg.AgentBinary, Destination: agentapi.BinaryPath, ReadOnly: true},
+			{Source: runDir, Destination: agentapi.SocketDir},
+		},
+		CPUs:        float64(r.cpus),
+		MemoryBytes: int64(r.memMB) << 20,
+		PidsLimit:   m.cfg.PidsLimit,
+		Network:     cfg.NetworkEnabled,
+		CapAdd:      sandboxCaps,
+	})
+	if errors.Is(err, runtime.ErrNotFound) {
+		return api.Sandbox{}, errs.New(errs.KindInvalid, "template_not_found", "image %s of template %q is not available on this worker", r.image, r.template)
+	}
+	if err != nil {
+		return api.Sandbox{}, errs.Internal("start sandbox", err)
+	}
+	b.agent = agentclient.New(filepath.Join(runDir, agentapi.SocketName), ctr.PID)
+	if err := m.waitAgent(ctx, b.agent); err != nil {
+		b.agent.Close()
+		return api.Sandbox{}, err
+	}
+	m.addEvent(ctx, b, events.Event{Type: events.TypeCreated, Sandbox: &events.SandboxData{
+		Template: r.template, CPUCount: r.cpus, MemoryMB: r.memMB, TimeoutS: int(r.timeout.Seconds()),
+		Metadata: cfg.Metadata, StartedAt: now,
+	}})
+
+	m.mu.Lock()
+	m.boxes[id] = b
+	m.schedule(b)
+	info := b.info
+	m.mu.Unlock()
+	m.metrics.Active.Inc()
+	ok = true
+	return info, nil
+}
+
+func containerName(id string) string { return "osb-" + id }
+
+// waitAgent polls the agent until it answers; it starts within milliseconds.
+func (m *Manager) waitAgent(ctx context.Context, c *agentclient.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.AgentReadyTimeout)
+	defer cancel()
+	delay := time.Millisecond
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		_, err := c.Health(pctx)
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errs.Unavailable("agent_not_ready", "sandbox agent did not start within %s", m.cfg.AgentReadyTimeout).WithCause(err)
+		case <-time.After(delay):
+		}
+		if delay < 20*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// state is what a sandbox's database keeps so a restart can restore it.
+type state struct {
+	Info  api.Sandbox `json:"info"`
+	OrgID string      `json:"orgID,omitempty"`
+}
+
+func (m *Manager) saveState(ctx context.Context, b *box) error {
+	return b.db.SetMeta(ctx, "state", state{Info: b.info, OrgID: b.orgID})
+}
+
+// schedule arms (or re-arms) the end-of-life timer; m.mu must be held.
+func (m *Manager) schedule(b *box) {
+	d := time.Until(b.info.EndAt)
+	if b.timer != nil {
+		b.timer.Reset(d)
+		return
+	}
+	id := b.info.SandboxID
+	b.timer = time.AfterFunc(d, func() {
+		if m.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+		defer cancel()
+		if err := m.destroy(ctx, id, events.TypeTimeout, ""); err != nil && !errors.Is(err, errs.ErrSandboxNotFound) {
+			m.log.Error("destroy at timeout", "sandbox_id", id, "err", err)
+		}
+	})
+}
+
+func (m *Manager) get(id string) (*box, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.boxes[id]
+	if !ok {
+		return nil, errs.ErrSandboxNotFound
+	}
+	return b, nil
+}
+
+// Get describes one sandbox.
+func (m *Manager) Get(ctx context.Context, id string) (api.Sandbox, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.boxes[id]
+	if !ok {
+		return api.Sandbox{}, errs.ErrSandboxNotFound
+	}
+	return b.info, nil
+}
+
+// OrgOf returns the org that owns a sandbox ("" when created without one).
+func (m *Manager) OrgOf(id string) (string, error) {
+	b, err := m.get(id)
+	if err != nil {
+		return "", err
+	}
+	return b.orgID, nil
+}
+
+// List returns the live sandboxes, oldest first; orgID "" lists all.
+func (m *Manager) List(ctx context.Context, orgID string) []api.Sandbox {
+	m.mu.Lock()
+	out := make([]api.Sandbox, 0, len(m.boxes))
+	for _, b := range m.boxes {
+		if orgID == "" || b.orgID == orgID {
+			out = append(out, b.info)
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out
+}
+
+// SetTimeout moves a sandbox's end time to now + d.
+func (m *Manager) SetTimeout(ctx context.Context, id string, d time.Duration) (api.Sandbox, error) {
+	if d <= 0 {
+		return api.Sandbox{}, errs.Invalid("timeout must be positive")
+	}
+	if d > m.cfg.MaxTimeout {
+		return api.Sandbox{}, errs.Invalid("timeout %ds is over the maximum of %ds", int(d.Seconds()), int(m.cfg.MaxTimeout.Seconds()))
+	}
+	m.mu.Lock()
+	b, ok := m.boxes[id]
+	if !ok {
+		m.mu.Unlock()
+		return api.Sandbox{}, errs.ErrSandboxNotFound
+	}
+	b.info.EndAt = time.Now().UTC().Add(d)
+	m.schedule(b)
+	info := b.info
+	m.mu.Unlock()
+
+	b.dbMu.RLock()
+	defer b.dbMu.RUnlock()
+	if b.closed {
+		return api.Sandbox{}, errs.ErrSandboxNotFound
+	}
+	if err := b.db.SetMeta(ctx, "state", state{Info: info, OrgID: b.orgID}); err != nil {
+		return api.Sandbox{}, errs.Internal("save sandbox end time", err)
+	}
+	return info, nil
+}
+
+// Kill destroys a sandbox.
+func (m *Manager) Kill(ctx context.Context, id string) error {
+	return m.destroy(ctx, id, events.TypeKilled, "")
+}
+
+// destroy removes a sandbox; reason is the event type recorded (killed,
+// timeout or error). The sandbox leaves the map first, so concurrent calls see
+// it gone and exactly one of them does the work.
+func (m *Manager) destroy(ctx context.Context, id, reason, detail string) error {
+	m.mu.Lock()
+	b, ok := m.boxes[id]
+	if ok && !m.closed {
+		delete(m.boxes, id)
+		b.timer.Stop()
+		m.destroying.Add(1)
+	}
+	closed := m.closed
+	m.mu.Unlock()
+	if !ok || closed {
+		return errs.ErrSandboxNotFound
+	}
+	defer m.destroying.Done()
+	m.metrics.Active.Dec()
+	m.metrics.Destroyed.WithLabelValues(reason).Inc()
+	b.agent.Close()
+	if err := m.rt.Remove(ctx, containerName(id)); err != nil {
+		// The sandbox is out of the map either way; a later restore retries.
+		m.log.Error("remove sandbox container", "sandbox_id", id, "err", err)
+	}
+	m.finish(ctx, b, reason, detail)
+	m.log.Info("sandbox destroyed", "sandbox_id", id, "reason", reason)
+	return nil
+}
+
+// finish records the final event and releases the sandbox's directory.
+func (m *Manager) finish(ctx context.Context, b *box, reason, detail string) {
+	m.addEvent(ctx, b, events.Event{Type: reason, Error: detail})
+	b.dbMu.Lock()
+	b.closed = true
+	b.db.Close()
+	b.dbMu.Unlock()
+	// The directory holds the socket and the event log; nothing reads the
+	// events of a destroyed sandbox yet, so it goes with the sandbox.
+	if err := os.RemoveAll(b.dir); err != nil {
+		m.log.Error("remove sandbox directory", "sandbox_id", b.info.SandboxID, "err", err)
+	}
+}
+
+// addEvent records an event in the sandbox's database.
+func (m *Manager) addEvent(ctx context.Context, b *box, ev events.Event) {
+	b.dbMu.RLock()
+	defer b.dbMu.RUnlock()
+	if b.closed {
+		return
+	}
+	m.fillEvent(b, &ev)
+	if err := b.db.AddEvent(ctx, dbEvent(ev)); err != nil {
+		m.log.Error("record sandbox event", "sandbox_id", b.info.SandboxID, "type", ev.Type, "err", err)
+	}
+}
+
+func (m *Manager) fillEvent(b *box, ev *events.Event) {
+	ev.ID = events.NewID()
+	ev.SandboxID = b.info.SandboxID
+	ev.OrgID = b.orgID
+	ev.WorkerID = m.cfg.WorkerID
+	ev.Region = m.cfg.Region
+	ev.Time = time.Now().UTC()
+}
+
+func dbEvent(ev events.Event) sandboxdb.Event {
+	payload, _ := jsonMarshal(ev)
+	return sandboxdb.Event{ID: ev.ID, Type: ev.Type, Payload: payload, CreatedAt: ev.Time}
+}

@@ -1,0 +1,94 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/shared/agentapi"
+	"github.com/opensandbox/opensandbox/services/shared/events"
+	"github.com/opensandbox/opensandbox/services/worker/internal/agentclient"
+	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
+	"github.com/opensandbox/opensandbox/services/worker/runtime"
+)
+
+// Restore finds this worker's sandboxes from a previous run by their labels,
+// re-arms their end times from their databases, and removes what cannot be
+// restored: containers without state, stopped containers, expired sandboxes,
+// and directories without a container.
+func (m *Manager) Restore(ctx context.Context) error {
+	ctrs, err := m.rt.List(ctx, map[string]string{LabelWorker: m.cfg.WorkerID})
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, c := range ctrs {
+		id := c.Labels[LabelID]
+		if id == "" {
+			continue
+		}
+		seen[id] = true
+		if err := m.restoreOne(ctx, id, c); err != nil {
+			m.log.Warn("sandbox not restored; removing it", "sandbox_id", id, "err", err)
+			m.rt.Remove(ctx, c.Name)
+			os.RemoveAll(filepath.Join(m.cfg.DataDir, "sandboxes", id))
+		}
+	}
+	dirs, _ := os.ReadDir(filepath.Join(m.cfg.DataDir, "sandboxes"))
+	for _, d := range dirs {
+		if !seen[d.Name()] {
+			os.RemoveAll(filepath.Join(m.cfg.DataDir, "sandboxes", d.Name()))
+		}
+	}
+	m.log.Info("sandboxes restored", "count", m.Count())
+	return nil
+}
+
+func (m *Manager) restoreOne(ctx context.Context, id string, c runtime.Container) error {
+	if !c.Running {
+		return fmt.Errorf("container is not running")
+	}
+	dir := filepath.Join(m.cfg.DataDir, "sandboxes", id)
+	dbPath := filepath.Join(dir, "sandbox.db")
+	if _, err := os.Stat(dbPath); err != nil {
+		return fmt.Errorf("no sandbox database: %w", err)
+	}
+	db, err := sandboxdb.Open(dbPath)
+	if err != nil {
+		return err
+	}
+	var st state
+	found, err := db.Meta(ctx, "state", &st)
+	if err != nil || !found {
+		db.Close()
+		return fmt.Errorf("no sandbox state (err=%v)", err)
+	}
+	ctr, err := m.rt.Inspect(ctx, c.Name) // List may not carry the pid
+	if err != nil {
+		db.Close()
+		return err
+	}
+	b := &box{info: st.Info, orgID: st.OrgID, dir: dir, db: db}
+	b.agent = agentclient.New(filepath.Join(dir, "run", agentapi.SocketName), ctr.PID)
+	if time.Now().After(b.info.EndAt) {
+		// Its end came while the worker was down: it is not brought back.
+		m.metrics.Destroyed.WithLabelValues(events.TypeTimeout).Inc()
+		b.agent.Close()
+		m.rt.Remove(ctx, c.Name)
+		m.finish(ctx, b, events.TypeTimeout, "")
+		return nil
+	}
+	if err := m.waitAgent(ctx, b.agent); err != nil {
+		b.agent.Close()
+		db.Close()
+		return err
+	}
+	m.mu.Lock()
+	m.boxes[id] = b
+	m.schedule(b)
+	m.mu.Unlock()
+	m.metrics.Active.Inc()
+	return nil
+}
