@@ -13,7 +13,8 @@ export OPENSANDBOX_PODMAN_URI ?= unix://$(DATA)/run/podman.sock
 export OPENSANDBOX_AGENT_BINARY ?= $(CURDIR)/bin/osb-agent
 export OPENSANDBOX_PORT ?= 8080
 
-GO_MODULES := ./services/shared/... ./services/agent/... ./services/worker/... ./services/controlplane/...
+# Every module of go.work, as package patterns.
+GO_PACKAGES = $(shell go list -m | sed 's|$$|/...|')
 TEST_TIMEOUT ?= 20m
 
 .PHONY: help
@@ -35,8 +36,19 @@ dev run-dev: bootstrap build ## run the combined server on 127.0.0.1:$OPENSANDBO
 	bin/opensandbox-server
 
 .PHONY: test
-test: bootstrap build ## run the whole test suite against real Podman
-	go test -count=1 -timeout $(TEST_TIMEOUT) $(GO_MODULES)
+test: bootstrap build test-go test-sdks ## run the whole test suite against real Podman
+
+.PHONY: test-go
+test-go: ## Go tests of every module (needs `make bootstrap build` first)
+	go test -count=1 -timeout $(TEST_TIMEOUT) $(GO_PACKAGES)
+
+.PHONY: test-sdks
+test-sdks: ## each SDK's `make test` (sdks/*/Makefile), against a fresh server
+	@for d in sdks/*/; do \
+		[ -f $$d/Makefile ] || continue; \
+		echo "==> $$d"; \
+		scripts/with-server.sh $(MAKE) -C $$d test || exit 1; \
+	done
 
 .PHONY: bench
 bench: bootstrap build ## print latency tables beside raw Podman (same run)
@@ -45,7 +57,7 @@ bench: bootstrap build ## print latency tables beside raw Podman (same run)
 .PHONY: lint
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l services)" || { gofmt -l services; exit 1; }
-	go vet $(GO_MODULES)
+	go vet $(GO_PACKAGES)
 
 .PHONY: clean
 clean: ## stop the Podman service, remove bin/ and .data/
