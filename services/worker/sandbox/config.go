@@ -28,6 +28,13 @@ type Config struct {
 	PidsLimit      int64
 	Capacity       int // sandboxes this worker accepts at once
 
+	// RetainEvents keeps a destroyed sandbox's directory (marked retired)
+	// until the event publisher has sent its events and removes it.
+	RetainEvents bool
+	// OnEvent, when set, is called after an event is recorded (the publisher's
+	// Notify); it must not block.
+	OnEvent func(sandboxID string)
+
 	DefaultExecTimeout time.Duration
 	MaxExecTimeout     time.Duration
 	MaxOutput          int           // bytes kept per output stream

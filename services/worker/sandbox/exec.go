@@ -103,7 +103,9 @@ func (m *Manager) logCommand(ctx context.Context, b *box, p api.ProcessConfig, r
 	// The log must not fail a command that already ran; a write error is logged.
 	if err := b.db.LogCommand(context.WithoutCancel(ctx), row, dbEvent(ev)); err != nil {
 		m.log.Error("log command", "sandbox_id", b.info.SandboxID, "err", err)
+		return
 	}
+	m.notify(b.info.SandboxID)
 }
 
 // agentErr reports a sandbox destroyed during the call as not found rather

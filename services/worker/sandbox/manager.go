@@ -497,10 +497,31 @@ func (m *Manager) finish(ctx context.Context, b *box, reason, detail string) {
 	b.closed = true
 	b.db.Close()
 	b.dbMu.Unlock()
-	// The directory holds the socket and the event log; nothing reads the
-	// events of a destroyed sandbox yet, so it goes with the sandbox.
-	if err := os.RemoveAll(b.dir); err != nil {
-		m.log.Error("remove sandbox directory", "sandbox_id", b.info.SandboxID, "err", err)
+	m.release(b.dir)
+}
+
+// release removes a destroyed sandbox's directory, or, when events are
+// retained, only its socket directory plus a marker for the publisher.
+func (m *Manager) release(dir string) {
+	var err error
+	if m.cfg.RetainEvents {
+		os.RemoveAll(filepath.Join(dir, "run"))
+		err = os.WriteFile(filepath.Join(dir, RetiredMarker), nil, 0o600)
+	} else {
+		err = os.RemoveAll(dir)
+	}
+	if err != nil {
+		m.log.Error("release sandbox directory", "dir", dir, "err", err)
+	}
+}
+
+// RetiredMarker marks a destroyed sandbox's directory whose events wait to
+// be published (see package publisher).
+const RetiredMarker = "retired"
+
+func (m *Manager) notify(id string) {
+	if m.cfg.OnEvent != nil {
+		m.cfg.OnEvent(id)
 	}
 }
 
@@ -514,7 +535,9 @@ func (m *Manager) addEvent(ctx context.Context, b *box, ev events.Event) {
 	m.fillEvent(b, &ev)
 	if err := b.db.AddEvent(ctx, dbEvent(ev)); err != nil {
 		m.log.Error("record sandbox event", "sandbox_id", b.info.SandboxID, "type", ev.Type, "err", err)
+		return
 	}
+	m.notify(b.info.SandboxID)
 }
 
 func (m *Manager) fillEvent(b *box, ev *events.Event) {

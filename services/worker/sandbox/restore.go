@@ -33,13 +33,15 @@ func (m *Manager) Restore(ctx context.Context) error {
 		if err := m.restoreOne(ctx, id, c); err != nil {
 			m.log.Warn("sandbox not restored; removing it", "sandbox_id", id, "err", err)
 			m.rt.Remove(ctx, c.Name)
-			os.RemoveAll(filepath.Join(m.cfg.DataDir, "sandboxes", id))
+			m.release(filepath.Join(m.cfg.DataDir, "sandboxes", id))
 		}
 	}
 	dirs, _ := os.ReadDir(filepath.Join(m.cfg.DataDir, "sandboxes"))
 	for _, d := range dirs {
+		// A directory without a container: its sandbox ended while we were
+		// down (or it is already retired); its events may still be unsent.
 		if !seen[d.Name()] {
-			os.RemoveAll(filepath.Join(m.cfg.DataDir, "sandboxes", d.Name()))
+			m.release(filepath.Join(m.cfg.DataDir, "sandboxes", d.Name()))
 		}
 	}
 	m.log.Info("sandboxes restored", "count", m.Count())

@@ -1,0 +1,304 @@
+// Package publisher moves sandbox events from each sandbox's SQLite database
+// to the NATS JetStream stream SANDBOX_EVENTS. A row is marked synced only
+// after JetStream acknowledged it; the event id is the JetStream message id,
+// so a re-send after a crash collapses into one message (and the syncer is
+// idempotent on it as well). Nothing is lost: what is not acknowledged stays
+// in SQLite and is sent again.
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
+	"github.com/opensandbox/opensandbox/services/worker/sandbox"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a publisher.
+type Config struct {
+	DataDir   string        // the manager's data dir: sandboxes/<id>/sandbox.db
+	Subject   string        // natsx.EventSubject(region, worker)
+	BatchSize int           // events per publish round per sandbox
+	Rescan    time.Duration // full scan interval: a safety net, not the trigger
+	AckWait   time.Duration // how long to wait for JetStream acks
+}
+
+func (c *Config) defaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1000
+	}
+	if c.Rescan <= 0 {
+		c.Rescan = 2 * time.Second
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 10 * time.Second
+	}
+}
+
+// Metrics are the publisher's Prometheus metrics.
+type Metrics struct {
+	Published prometheus.Counter
+	Errors    prometheus.Counter
+	Unsynced  prometheus.Gauge
+	Lag       prometheus.Histogram
+}
+
+// NewMetrics registers the publisher's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "opensandbox_events_published_total", Help: "Sandbox events acknowledged by JetStream.",
+		}),
+		Errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "opensandbox_events_publish_errors_total", Help: "Publish rounds that failed and will be retried.",
+		}),
+		Unsynced: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "opensandbox_events_unsynced", Help: "Events recorded in SQLite and not yet acknowledged by JetStream (as of the last scan).",
+		}),
+		Lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "opensandbox_event_publish_lag_seconds", Help: "Time from an event being recorded to its JetStream ack.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60},
+		}),
+	}
+	reg.MustRegister(m.Published, m.Errors, m.Unsynced, m.Lag)
+	return m
+}
+
+// Publisher publishes sandbox events.
+type Publisher struct {
+	log     *slog.Logger
+	js      jetstream.JetStream
+	cfg     Config
+	metrics *Metrics
+
+	mu    sync.Mutex
+	dirty map[string]bool // sandboxes with events to publish
+	wake  chan struct{}
+
+	dbs map[string]*sandboxdb.DB // owned by the Run goroutine
+}
+
+// New returns a publisher; call Run to start it and Notify on every new event.
+func New(log *slog.Logger, js jetstream.JetStream, cfg Config, metrics *Metrics) (*Publisher, error) {
+	if cfg.DataDir == "" || cfg.Subject == "" {
+		return nil, errors.New("publisher: DataDir and Subject are required")
+	}
+	cfg.defaults()
+	return &Publisher{log: log, js: js, cfg: cfg, metrics: metrics, dirty: map[string]bool{}, wake: make(chan struct{}, 1), dbs: map[string]*sandboxdb.DB{}}, nil
+}
+
+// Notify tells the publisher a sandbox recorded an event. It never blocks.
+func (p *Publisher) Notify(sandboxID string) {
+	p.mu.Lock()
+	p.dirty[sandboxID] = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx ends. It starts with a full scan, so events left
+// unsynced by a previous run (a crash, NATS down) are sent first.
+func (p *Publisher) Run(ctx context.Context) error {
+	defer p.closeAll()
+	p.scan()
+	tick := time.NewTicker(p.cfg.Rescan)
+	defer tick.Stop()
+	backoff := 100 * time.Millisecond
+	for {
+		if err := p.drain(ctx); err != nil && ctx.Err() == nil {
+			p.metrics.Errors.Inc()
+			p.log.Warn("publish sandbox events; will retry", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			if backoff < 5*time.Second {
+				backoff *= 2
+			}
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.wake:
+		case <-tick.C:
+			p.scan()
+		}
+	}
+}
+
+// scan marks every sandbox directory dirty and refreshes the backlog gauge.
+func (p *Publisher) scan() {
+	dirs, err := os.ReadDir(filepath.Join(p.cfg.DataDir, "sandboxes"))
+	if err != nil {
+		return
+	}
+	total := 0
+	p.mu.Lock()
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		p.dirty[d.Name()] = true
+	}
+	p.mu.Unlock()
+	for _, d := range dirs {
+		if db, err := p.open(d.Name()); err == nil {
+			if n, err := db.CountUnsynced(context.Background()); err == nil {
+				total += n
+			}
+		}
+	}
+	p.metrics.Unsynced.Set(float64(total))
+}
+
+// drain publishes every dirty sandbox's events; a sandbox whose round fails
+// stays dirty for the next try.
+func (p *Publisher) drain(ctx context.Context) error {
+	p.mu.Lock()
+	ids := make([]string, 0, len(p.dirty))
+	for id := range p.dirty {
+		ids = append(ids, id)
+	}
+	p.dirty = map[string]bool{}
+	p.mu.Unlock()
+
+	var firstErr error
+	for _, id := range ids {
+		if err := p.publishSandbox(ctx, id); err != nil {
+			p.mu.Lock()
+			p.dirty[id] = true
+			p.mu.Unlock()
+			if firstErr == nil {
+				firstErr = fmt.Errorf("sandbox %s: %w", id, err)
+			}
+		}
+	}
+	return firstErr
+}
+
+func (p *Publisher) open(id string) (*sandboxdb.DB, error) {
+	if db, ok := p.dbs[id]; ok {
+		return db, nil
+	}
+	path := filepath.Join(p.cfg.DataDir, "sandboxes", id, "sandbox.db")
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	db, err := sandboxdb.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	p.dbs[id] = db
+	return db, nil
+}
+
+// publishSandbox sends one sandbox's unsynced events in batches.
+func (p *Publisher) publishSandbox(ctx context.Context, id string) error {
+	db, err := p.open(id)
+	if err != nil {
+		return nil // gone or not created yet: nothing to send
+	}
+	for {
+		evs, err := db.Unsynced(ctx, p.cfg.BatchSize)
+		if err != nil {
+			if _, serr := os.Stat(filepath.Join(p.cfg.DataDir, "sandboxes", id)); os.IsNotExist(serr) {
+				db.Close() // removed without retention (no events to keep)
+				delete(p.dbs, id)
+				return nil
+			}
+			return err
+		}
+		if len(evs) == 0 {
+			break
+		}
+		acked, err := p.publishBatch(ctx, evs)
+		if len(acked) > 0 {
+			if merr := db.MarkSynced(context.WithoutCancel(ctx), acked); merr != nil {
+				return merr
+			}
+			p.metrics.Published.Add(float64(len(acked)))
+		}
+		if err != nil {
+			return err
+		}
+		if len(evs) < p.cfg.BatchSize {
+			break
+		}
+	}
+	return p.retireIfDone(ctx, id, db)
+}
+
+// publishBatch publishes asynchronously and returns the seqs JetStream acked.
+func (p *Publisher) publishBatch(ctx context.Context, evs []sandboxdb.Event) ([]int64, error) {
+	futures := make([]jetstream.PubAckFuture, len(evs))
+	for i, ev := range evs {
+		msg := nats.NewMsg(p.cfg.Subject)
+		msg.Data = ev.Payload
+		msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+		f, err := p.js.PublishMsgAsync(msg)
+		if err != nil {
+			futures = futures[:i]
+			break
+		}
+		futures[i] = f
+	}
+	timeout := time.NewTimer(p.cfg.AckWait)
+	defer timeout.Stop()
+	acked := make([]int64, 0, len(futures))
+	var firstErr error
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			acked = append(acked, evs[i].Seq)
+			p.metrics.Lag.Observe(time.Since(evs[i].CreatedAt).Seconds())
+		case err := <-f.Err():
+			if firstErr == nil {
+				firstErr = err
+			}
+		case <-timeout.C:
+			return acked, errors.New("timed out waiting for JetStream acks")
+		case <-ctx.Done():
+			return acked, ctx.Err()
+		}
+	}
+	if firstErr == nil && len(futures) < len(evs) {
+		firstErr = errors.New("publish refused by the NATS connection")
+	}
+	return acked, firstErr
+}
+
+// retireIfDone removes a destroyed sandbox's directory once nothing in it
+// remains to be published.
+func (p *Publisher) retireIfDone(ctx context.Context, id string, db *sandboxdb.DB) error {
+	dir := filepath.Join(p.cfg.DataDir, "sandboxes", id)
+	if _, err := os.Stat(filepath.Join(dir, sandbox.RetiredMarker)); err != nil {
+		return nil
+	}
+	if n, err := db.CountUnsynced(ctx); err != nil || n > 0 {
+		return err
+	}
+	db.Close()
+	delete(p.dbs, id)
+	return os.RemoveAll(dir)
+}
+
+func (p *Publisher) closeAll() {
+	for id, db := range p.dbs {
+		db.Close()
+		delete(p.dbs, id)
+	}
+}
