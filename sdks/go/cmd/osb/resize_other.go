@@ -1,0 +1,6 @@
+//go:build !unix
+
+package main
+
+// onResize does nothing where there is no SIGWINCH.
+func onResize(func()) (stop func()) { return func() {} }

@@ -1,0 +1,217 @@
+package opensandbox
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Sandbox is a handle on one sandbox. Lifecycle calls (Info, Kill, SetTimeout)
+// go to the API URL with the API key; data-path calls (Commands, Files, PTY)
+// go to the sandbox's connectURL with its token when the server handed them
+// out, else to the API URL. It is safe for concurrent use.
+type Sandbox struct {
+	client *Client
+	id     string
+
+	mu   sync.Mutex // guards info and the data-path credentials below
+	info SandboxInfo
+
+	connectURL string
+	token      string
+	expiresAt  time.Time // zero: does not expire
+	issuedAt   time.Time
+}
+
+func newSandbox(c *Client, info SandboxInfo) *Sandbox {
+	s := &Sandbox{client: c, id: info.SandboxID}
+	s.setInfo(info)
+	s.setToken(tokenAnswer{Token: info.Token, TokenExpiresAt: info.TokenExpiresAt, ConnectURL: info.ConnectURL})
+	return s
+}
+
+// ID returns the sandbox's id.
+func (s *Sandbox) ID() string { return s.id }
+
+// Cached returns what the last Create, Connect or Info call said about the sandbox.
+func (s *Sandbox) Cached() SandboxInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.info
+}
+
+func (s *Sandbox) setInfo(info SandboxInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info.Token = "" // kept apart, refreshed on its own
+	s.info = info
+}
+
+func (s *Sandbox) path(rest string) string { return "/sandboxes/" + url.PathEscape(s.id) + rest }
+
+// Info fetches the sandbox's current state.
+func (s *Sandbox) Info(ctx context.Context) (*SandboxInfo, error) {
+	var info SandboxInfo
+	if err := s.client.doJSON(ctx, s.client.lifecycle(), http.MethodGet, s.path(""), nil, nil, &info); err != nil {
+		return nil, err
+	}
+	s.setInfo(info)
+	return &info, nil
+}
+
+// IsRunning reports whether the sandbox exists and runs. A sandbox that is
+// gone answers false and no error.
+func (s *Sandbox) IsRunning(ctx context.Context) (bool, error) {
+	info, err := s.Info(ctx)
+	if errors.Is(err, ErrSandboxGone) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return info.Status == StatusRunning, nil
+}
+
+// Kill destroys the sandbox. Killing a sandbox that is already gone answers
+// an error matching ErrSandboxGone.
+func (s *Sandbox) Kill(ctx context.Context) error {
+	return s.client.doJSON(ctx, s.client.lifecycle(), http.MethodDelete, s.path(""), nil, nil, nil)
+}
+
+// SetTimeout makes the sandbox end d from now (whole seconds, at least one).
+func (s *Sandbox) SetTimeout(ctx context.Context, d time.Duration) error {
+	if d < time.Second {
+		return &Error{Op: "set timeout", Code: CodeInvalidArgument, Message: "timeout must be at least one second"}
+	}
+	body := struct {
+		Timeout int `json:"timeout"`
+	}{seconds(d)}
+	return s.client.doJSON(ctx, s.client.lifecycle(), http.MethodPost, s.path("/timeout"), nil, body, nil)
+}
+
+// Commands returns the handle for running commands and processes.
+func (s *Sandbox) Commands() *Commands { return &Commands{sbx: s} }
+
+// Files returns the handle for the sandbox's file system.
+func (s *Sandbox) Files() *Files { return &Files{sbx: s} }
+
+// PTY returns the handle for interactive terminals.
+func (s *Sandbox) PTY() *PTY { return &PTY{sbx: s} }
+
+// ---- data path and its token ----
+
+func (s *Sandbox) setToken(t tokenAnswer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setTokenLocked(t)
+}
+
+func (s *Sandbox) setTokenLocked(t tokenAnswer) {
+	if t.Token == "" {
+		return
+	}
+	s.token = t.Token
+	if t.ConnectURL != "" {
+		s.connectURL = strings.TrimRight(t.ConnectURL, "/")
+	}
+	s.expiresAt = time.Time{}
+	if t.TokenExpiresAt != nil {
+		s.expiresAt = *t.TokenExpiresAt
+	}
+	s.issuedAt = time.Now()
+}
+
+// refreshToken asks the control plane for a fresh data-path token.
+func (s *Sandbox) refreshToken(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refreshTokenLocked(ctx)
+}
+
+func (s *Sandbox) refreshTokenLocked(ctx context.Context) error {
+	var t tokenAnswer
+	if err := s.client.doJSON(ctx, s.client.lifecycle(), http.MethodPost, s.path("/token"), nil, nil, &t); err != nil {
+		return err
+	}
+	if t.Token == "" {
+		return &Error{Op: "refresh token", Code: CodeUnexpectedAnswer, Message: "the token answer carries no token"}
+	}
+	s.setTokenLocked(t)
+	return nil
+}
+
+// dataEndpoint returns where data-path calls go, renewing the token first
+// when it is about to expire.
+func (s *Sandbox) dataEndpoint(ctx context.Context) (endpoint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.token == "" || s.connectURL == "" {
+		return s.client.lifecycle(), nil
+	}
+	if !s.expiresAt.IsZero() {
+		margin := s.client.tokenMargin
+		if life := s.expiresAt.Sub(s.issuedAt); life/4 < margin {
+			margin = life / 4
+		}
+		if time.Until(s.expiresAt) <= margin {
+			if err := s.refreshTokenLocked(ctx); err != nil {
+				return endpoint{}, err
+			}
+		}
+	}
+	return endpoint{base: s.connectURL, token: s.token}, nil
+}
+
+// send performs a data-path call. An answer "token_expired" (the clock moved,
+// or the token was revoked) renews the token and retries once when the body
+// can be sent again.
+func (s *Sandbox) send(ctx context.Context, r request) (*http.Response, error) {
+	ep, err := s.dataEndpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.send(ctx, ep, r)
+	var e *Error
+	if err == nil || ep.token == "" || !errors.As(err, &e) || e.Code != CodeTokenExpired {
+		return resp, err
+	}
+	if r.body != nil && r.replay == nil {
+		return nil, err
+	}
+	if rerr := s.refreshToken(ctx); rerr != nil {
+		return nil, rerr
+	}
+	if r.replay != nil {
+		r.body = r.replay()
+	}
+	if ep, err = s.dataEndpoint(ctx); err != nil {
+		return nil, err
+	}
+	return s.client.send(ctx, ep, r)
+}
+
+// dataJSON is doJSON on the data path.
+func (s *Sandbox) dataJSON(ctx context.Context, method, rest string, query url.Values, in, out any) error {
+	r, err := jsonRequest(method, s.path(rest), query, in)
+	if err != nil {
+		return err
+	}
+	resp, err := s.send(ctx, r)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(r.op(), resp, out)
+}
+
+// dataRaw sends a raw body (nil for none) on the data path and returns the answer.
+func (s *Sandbox) dataRaw(ctx context.Context, method, rest string, query url.Values, body io.Reader, length int64, header http.Header) (*http.Response, error) {
+	if header == nil {
+		header = http.Header{}
+	}
+	return s.send(ctx, request{method: method, path: s.path(rest), query: query, body: body, length: length, header: header})
+}
