@@ -13,7 +13,32 @@
 //	GET    /files/stat?path=             200 api.EntryInfo
 //	POST   /files/mkdir?path=            200 api.EntryInfo
 //	POST   /files/rename                 api.RenameRequest -> 200 api.EntryInfo
+//	GET    /files/watch?path=&recursive= 200 frames: Ready, then Event...
+//
+//	POST   /processes                    StartRequest -> 200 Started, or with
+//	                                     Follow 200 frames: Start, Stdout/Stderr..., Exit
+//	GET    /processes                    200 []api.ProcessInfo
+//	GET    /processes/{pid}/stream       200 frames: replay, then live, Exit
+//	POST   /processes/{pid}/stdin        raw body -> 204
+//	DELETE /processes/{pid}/stdin        204
+//	POST   /processes/{pid}/signal       api.SignalRequest -> 204
+//	DELETE /processes/{pid}              204 (SIGKILL to its process group)
+//
+//	POST   /pty                          PTYRequest -> 201 PTYInfo
+//	GET    /pty                          200 []PTYInfo
+//	GET    /pty/{id}                     200 PTYInfo
+//	GET    /pty/{id}/attach              Upgrade: osb-frames -> 101, then frames
+//	                                     both ways (Data, Resize in; Data, Exit out)
+//	GET    /pty/{id}/wait                200 PTYInfo once the shell has ended
+//	POST   /pty/{id}/resize              Size -> 200 {}
+//	DELETE /pty/{id}                     204 (the shell's whole session is killed)
+//
+// Frame streams (see frame.go) carry a Keepalive frame after
+// KeepaliveInterval without other frames, so that idle streams stay
+// distinguishable from dead ones.
 package agentapi
+
+import "time"
 
 // SocketDir is where the per-sandbox host directory is mounted in the sandbox;
 // the agent listens on SocketDir + "/" + SocketName.
@@ -25,6 +50,12 @@ const (
 
 // DefaultMaxOutput caps each captured output stream of a command.
 const DefaultMaxOutput = 10 << 20
+
+// KeepaliveInterval is how long a frame stream may stay silent.
+const KeepaliveInterval = 15 * time.Second
+
+// UpgradeProtocol is the Upgrade token of a PTY attach.
+const UpgradeProtocol = "osb-frames"
 
 // ExecRequest runs one command to completion.
 type ExecRequest struct {
@@ -38,9 +69,13 @@ type ExecRequest struct {
 	MaxOutput int               `json:"maxOutput,omitempty"`
 }
 
-// Health is the agent's answer to GET /health.
+// Health is the agent's answer to GET /health. The counts let the worker
+// and tests see that streams release what they hold.
 type Health struct {
-	OK      bool   `json:"ok"`
-	PID     int    `json:"pid"`
-	Version string `json:"version"`
+	OK          bool   `json:"ok"`
+	PID         int    `json:"pid"`
+	Version     string `json:"version"`
+	Processes   int    `json:"processes"`   // managed processes still running
+	PTYSessions int    `json:"ptySessions"` // shells still running
+	Watches     int    `json:"watches"`     // file watches in place
 }

@@ -65,9 +65,11 @@ type ProcessConfig struct {
 	Args       []string          `json:"args,omitempty"`
 	Envs       map[string]string `json:"envs,omitempty"`
 	Cwd        string            `json:"cwd,omitempty"`
-	Timeout    int               `json:"timeout,omitempty"` // seconds, default 60
+	Timeout    int               `json:"timeout,omitempty"` // seconds; default 60, or none for background
 	Stdin      *string           `json:"stdin,omitempty"`
-	Background bool              `json:"background,omitempty"`
+	Background bool              `json:"background,omitempty"` // answer {pid} at once; the process outlives the request
+	Stream     bool              `json:"stream,omitempty"`     // answer with a stream of ProcessEvent
+	Tag        string            `json:"tag,omitempty"`        // free text shown in the process list
 }
 
 // ProcessResult is the answer of a finished command.

@@ -2,9 +2,7 @@ package proc
 
 import (
 	"errors"
-	"fmt"
 	"io"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -37,54 +35,12 @@ const drainGrace = 100 * time.Millisecond
 // Run starts spec in its own process group, feeds stdin, captures at most
 // maxOutput bytes of each stream and kills the whole group at timeout.
 func (r *Reaper) Run(spec Spec, stdin []byte, timeout time.Duration, maxOutput int) (*Result, error) {
-	path, err := LookPath(spec.Argv[0], Getenv(spec.Env, "PATH"))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, spec.Argv[0])
-	}
-	if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("cwd %q: %w", spec.Dir, os.ErrNotExist)
-	}
-
-	var closers []*os.File
-	closeAll := func() {
-		for _, f := range closers {
-			f.Close()
-		}
-	}
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		return nil, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		outR.Close()
-		outW.Close()
-		return nil, err
-	}
-	closers = append(closers, inR, outW, errW)
-
 	start := time.Now()
-	pid, done, err := r.Start(path, spec.Argv, &syscall.ProcAttr{
-		Dir:   spec.Dir,
-		Env:   spec.Env,
-		Files: []uintptr{inR.Fd(), outW.Fd(), errW.Fd()},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
-	})
-	closeAll() // the child holds its own copies now
+	p, err := r.startPiped(spec)
 	if err != nil {
-		inW.Close()
-		outR.Close()
-		errR.Close()
 		return nil, err
 	}
+	pid, done, inW, outR, errR := p.pid, p.done, p.stdin, p.stdout, p.stderr
 
 	go func() {
 		if len(stdin) > 0 {
@@ -101,20 +57,8 @@ func (r *Reaper) Run(spec Spec, stdin []byte, timeout time.Duration, maxOutput i
 	go func() { defer wg.Done(); io.Copy(stderr, errR) }()
 
 	res := &Result{}
-	var timer <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
-	}
 	var ws syscall.WaitStatus
-	select {
-	case ws = <-done:
-	case <-timer:
-		res.TimedOut = true
-		syscall.Kill(-pid, syscall.SIGKILL)
-		ws = <-done
-	}
+	ws, res.TimedOut = waitOrKill(pid, done, timeout)
 	if res.TimedOut {
 		// Whatever else the group started dies with it.
 		syscall.Kill(-pid, syscall.SIGKILL)
@@ -136,6 +80,23 @@ func (r *Reaper) Run(spec Spec, stdin []byte, timeout time.Duration, maxOutput i
 	res.Stdout, res.StdoutTruncated = stdout.buf, stdout.truncated
 	res.Stderr, res.StderrTruncated = stderr.buf, stderr.truncated
 	return res, nil
+}
+
+// waitOrKill waits for the exit status of pid, killing its process group
+// once timeout (if positive) has passed.
+func waitOrKill(pid int, done <-chan syscall.WaitStatus, timeout time.Duration) (ws syscall.WaitStatus, timedOut bool) {
+	if timeout <= 0 {
+		return <-done, false
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case ws = <-done:
+		return ws, false
+	case <-t.C:
+		KillGroup(pid, syscall.SIGKILL)
+		return <-done, true
+	}
 }
 
 // cappedBuffer keeps the first max bytes and counts the rest as truncated,

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/opensandbox/opensandbox/services/agent/internal/proc"
+	"github.com/opensandbox/opensandbox/services/agent/internal/term"
 	"github.com/opensandbox/opensandbox/services/shared/agentapi"
 	"github.com/opensandbox/opensandbox/services/shared/api"
 )
@@ -21,6 +23,10 @@ type Server struct {
 	reaper  *proc.Reaper
 	version string
 	home    string // where relative paths and commands without cwd start
+
+	procs   *proc.Table    // background and streamed processes
+	ptys    *term.Sessions // terminal sessions
+	watches atomic.Int64   // file watches in place
 }
 
 // New returns a server that starts processes through reaper.
@@ -29,7 +35,7 @@ func New(log *slog.Logger, reaper *proc.Reaper, version string) *Server {
 	if fi, err := os.Stat(home); home == "" || err != nil || !fi.IsDir() {
 		home = "/"
 	}
-	return &Server{log: log, reaper: reaper, version: version, home: home}
+	return &Server{log: log, reaper: reaper, version: version, home: home, procs: proc.NewTable(reaper), ptys: term.NewSessions(reaper)}
 }
 
 // Handler returns the HTTP handler.
@@ -44,11 +50,31 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /files/stat", s.stat)
 	mux.HandleFunc("POST /files/mkdir", s.mkdir)
 	mux.HandleFunc("POST /files/rename", s.rename)
+	mux.HandleFunc("GET /files/watch", s.watchFiles)
+
+	mux.HandleFunc("POST /processes", s.startProcess)
+	mux.HandleFunc("GET /processes", s.listProcesses)
+	mux.HandleFunc("GET /processes/{pid}/stream", s.streamProcess)
+	mux.HandleFunc("POST /processes/{pid}/stdin", s.writeStdin)
+	mux.HandleFunc("DELETE /processes/{pid}/stdin", s.closeStdin)
+	mux.HandleFunc("POST /processes/{pid}/signal", s.signalProcess)
+	mux.HandleFunc("DELETE /processes/{pid}", s.killProcess)
+
+	mux.HandleFunc("POST /pty", s.createPTY)
+	mux.HandleFunc("GET /pty", s.listPTY)
+	mux.HandleFunc("GET /pty/{id}", s.getPTY)
+	mux.HandleFunc("GET /pty/{id}/attach", s.attachPTY)
+	mux.HandleFunc("GET /pty/{id}/wait", s.waitPTY)
+	mux.HandleFunc("POST /pty/{id}/resize", s.resizePTY)
+	mux.HandleFunc("DELETE /pty/{id}", s.deletePTY)
 	return mux
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, agentapi.Health{OK: true, PID: os.Getpid(), Version: s.version})
+	writeJSON(w, http.StatusOK, agentapi.Health{
+		OK: true, PID: os.Getpid(), Version: s.version,
+		Processes: s.procs.Running(), PTYSessions: s.ptys.Running(), Watches: int(s.watches.Load()),
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
