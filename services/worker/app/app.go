@@ -1,0 +1,224 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/auth"
+	"github.com/opensandbox/opensandbox/services/shared/grpcx"
+	"github.com/opensandbox/opensandbox/services/shared/httpx"
+	"github.com/opensandbox/opensandbox/services/shared/natsx"
+	"github.com/opensandbox/opensandbox/services/shared/obs"
+	"github.com/opensandbox/opensandbox/services/shared/proto/workerv1"
+	"github.com/opensandbox/opensandbox/services/worker/grpcserver"
+	"github.com/opensandbox/opensandbox/services/worker/heartbeat"
+	"github.com/opensandbox/opensandbox/services/worker/httpapi"
+	"github.com/opensandbox/opensandbox/services/worker/publisher"
+	"github.com/opensandbox/opensandbox/services/worker/runtime"
+	"github.com/opensandbox/opensandbox/services/worker/sandbox"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+)
+
+// shutdownBudget bounds a graceful shutdown (the Nomad kill timeout matches).
+const shutdownBudget = 15 * time.Second
+
+// Manager is what a worker serves: the sandbox manager.
+type Manager interface {
+	httpapi.Sandboxes
+	grpcserver.Sandboxes
+	Count() int
+}
+
+var _ Manager = (*sandbox.Manager)(nil)
+
+// Worker is a wired worker, ready to serve on two listeners.
+type Worker struct {
+	log  *slog.Logger
+	cfg  Config
+	http *fiber.App
+	grpc *grpc.Server
+	hb   *heartbeat.Heartbeat
+}
+
+// New wires a worker around mgr; nc carries its heartbeats.
+func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, nc heartbeat.Publisher, cfg Config) (*Worker, error) {
+	tokens, err := auth.NewSandboxTokens(cfg.JWTSecret)
+	if err != nil {
+		return nil, err
+	}
+	authFailures := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "opensandbox_auth_failures_total", Help: "Refused credentials, by surface (http, grpc) and reason.",
+	}, []string{"surface", "reason"})
+	reg.MustRegister(authFailures)
+
+	app := httpx.NewApp(log, httpx.NewMetrics(reg))
+	app.Get("/health", func(c *fiber.Ctx) error {
+		return c.JSON(api.Health{Status: "ok", Role: "worker"})
+	})
+	app.Get("/metrics", auth.StaticKey(cfg.ClusterSecret), httpx.MetricsHandler(reg))
+	data := app.Group("", auth.SandboxJWT(tokens, cfg.Sandbox.WorkerID, func(reason string) {
+		authFailures.WithLabelValues("http", reason).Inc()
+	}), scopeToTokenOrg)
+	data.Get("/sandboxes/:id", func(c *fiber.Ctx) error {
+		sb, err := mgr.Get(c.UserContext(), c.Params("id"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(sb)
+	})
+	httpapi.New(mgr, cfg.MaxUpload).MountData(data)
+
+	gs := grpc.NewServer(grpcx.ServerOptions(
+		grpcx.NewSecretAuth(cfg.ClusterSecret, func(string) { authFailures.WithLabelValues("grpc", "cluster_secret").Inc() }),
+		grpcx.NewMetrics(reg, "server"),
+	)...)
+	workerv1.RegisterSandboxWorkerServer(gs, grpcserver.New(mgr))
+
+	hb, err := heartbeat.New(log, nc, heartbeat.Config{
+		WorkerID: cfg.Sandbox.WorkerID, Region: cfg.Sandbox.Region,
+		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPURL,
+		Capacity: cfg.Sandbox.Capacity, Interval: cfg.HeartbeatInterval, Version: cfg.Version,
+	}, mgr)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{log: log, cfg: cfg, http: app, grpc: gs, hb: hb}, nil
+}
+
+// scopeToTokenOrg lets the data-path handlers check org ownership against the
+// org the control plane put in the token.
+func scopeToTokenOrg(c *fiber.Ctx) error {
+	if claims, ok := c.Locals(auth.LocalSandboxClaims).(auth.SandboxClaims); ok {
+		c.Locals(httpapi.LocalOrgID, claims.OrgID)
+	}
+	return c.Next()
+}
+
+// HTTP returns the data-path app (tests wrap it).
+func (w *Worker) HTTP() *fiber.App { return w.http }
+
+// Serve runs the HTTP and gRPC servers and the heartbeat until ctx ends or a
+// server fails, then shuts down within the budget.
+func (w *Worker) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
+	errc := make(chan error, 2)
+	go func() { errc <- fmt.Errorf("http: %w", w.http.Listener(httpLn)) }()
+	go func() { errc <- fmt.Errorf("grpc: %w", w.grpc.Serve(grpcLn)) }()
+	hbCtx, stopHB := context.WithCancel(ctx)
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); w.hb.Run(hbCtx) }()
+	w.log.Info("worker serving", "worker_id", w.cfg.Sandbox.WorkerID, "region", w.cfg.Sandbox.Region,
+		"http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "connect_url", w.cfg.HTTPURL, "grpc_addr", w.cfg.GRPCAddr)
+
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	w.log.Info("worker shutting down")
+	stopHB()
+	<-hbDone
+	stopped := make(chan struct{})
+	go func() { w.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(shutdownBudget):
+		w.grpc.Stop()
+	}
+	if herr := w.http.ShutdownWithTimeout(shutdownBudget); herr != nil && err == nil {
+		err = herr
+	}
+	return err
+}
+
+// Main loads the configuration from the environment, runs a worker until ctx
+// ends, then shuts down.
+func Main(ctx context.Context) error {
+	cfg, err := LoadConfig()
+	if err != nil {
+		return err
+	}
+	log := obs.NewLogger(os.Stderr, cfg.LogLevel).With("service", "worker", "worker_id", cfg.Sandbox.WorkerID)
+	reg := obs.NewRegistry()
+
+	nc, err := natsx.Connect(cfg.NATSURL, "worker-"+cfg.Sandbox.WorkerID)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	defer nc.Close()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var pubDone chan struct{}
+	if cfg.PublishEvents {
+		pub, err := newPublisher(runCtx, log, reg, nc, cfg)
+		if err != nil {
+			return err
+		}
+		cfg.Sandbox.RetainEvents = true
+		cfg.Sandbox.OnEvent = pub.Notify
+		pubDone = make(chan struct{})
+		go func() { defer close(pubDone); pub.Run(runCtx) }()
+	}
+
+	rt, err := runtime.NewPodman(ctx, cfg.PodmanURI, cfg.OCIRuntime)
+	if err != nil {
+		return err
+	}
+	mgr, err := sandbox.New(log, rt, cfg.Sandbox, sandbox.NewMetrics(reg))
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+	if err := mgr.Restore(ctx); err != nil {
+		return fmt.Errorf("restore sandboxes: %w", err)
+	}
+	w, err := New(log, reg, mgr, nc, cfg)
+	if err != nil {
+		return err
+	}
+	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		return err
+	}
+	grpcLn, err := net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		httpLn.Close()
+		return err
+	}
+	err = w.Serve(ctx, httpLn, grpcLn)
+	cancel()
+	if pubDone != nil {
+		<-pubDone
+	}
+	if ferr := nc.FlushTimeout(2 * time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
+		log.Warn("nats flush at shutdown", "err", ferr)
+	}
+	return err
+}
+
+// newPublisher sets up the event stream and the publisher that feeds it.
+func newPublisher(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, nc *nats.Conn, cfg Config) (*publisher.Publisher, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := natsx.EnsureEventStream(sctx, js, natsx.DefaultStreamLimits); err != nil {
+		return nil, fmt.Errorf("event stream: %w", err)
+	}
+	return publisher.New(log, js, publisher.Config{
+		DataDir: cfg.Sandbox.DataDir,
+		Subject: natsx.EventSubject(cfg.Sandbox.Region, cfg.Sandbox.WorkerID),
+	}, publisher.NewMetrics(reg))
+}

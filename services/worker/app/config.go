@@ -1,0 +1,109 @@
+// Package app wires and runs a worker: the sandbox manager on Podman, the
+// data-path HTTP API behind sandbox tokens, the SandboxWorker gRPC API for the
+// control plane, heartbeats and the event publisher over NATS.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/shared/auth"
+	"github.com/opensandbox/opensandbox/services/shared/config"
+	"github.com/opensandbox/opensandbox/services/worker/heartbeat"
+	"github.com/opensandbox/opensandbox/services/worker/sandbox"
+)
+
+// Config is a worker's configuration, read from the environment.
+type Config struct {
+	HTTPListen string // OPENSANDBOX_HOST:OPENSANDBOX_PORT
+	GRPCListen string // OPENSANDBOX_HOST:OPENSANDBOX_GRPC_PORT
+	// Advertised in heartbeats: the connectURL SDKs use and the address the
+	// control plane dials.
+	HTTPURL  string // OPENSANDBOX_WORKER_URL
+	GRPCAddr string // OPENSANDBOX_WORKER_GRPC_ADDR
+
+	NATSURL           string
+	JWTSecret         string // verifies sandbox tokens (the control plane signs them)
+	ClusterSecret     string // the control plane's credential on gRPC (and /metrics)
+	HeartbeatInterval time.Duration
+	PublishEvents     bool
+
+	LogLevel   string
+	PodmanURI  string
+	OCIRuntime string
+	MaxUpload  int64
+	Version    string
+	Sandbox    sandbox.Config
+}
+
+// LoadConfig reads the environment and validates the result.
+func LoadConfig() (Config, error) {
+	e := &config.Env{}
+	host := e.String("OPENSANDBOX_HOST", "127.0.0.1")
+	port := e.String("OPENSANDBOX_PORT", "8081")
+	grpcPort := e.String("OPENSANDBOX_GRPC_PORT", "9090")
+	advertise := host
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		advertise, _ = os.Hostname()
+	}
+	c := Config{
+		HTTPListen:        net.JoinHostPort(host, port),
+		GRPCListen:        net.JoinHostPort(host, grpcPort),
+		HTTPURL:           e.String("OPENSANDBOX_WORKER_URL", "http://"+net.JoinHostPort(advertise, port)),
+		GRPCAddr:          e.String("OPENSANDBOX_WORKER_GRPC_ADDR", net.JoinHostPort(advertise, grpcPort)),
+		NATSURL:           e.String("NATS_URL", ""),
+		JWTSecret:         e.String("OPENSANDBOX_JWT_SECRET", ""),
+		ClusterSecret:     e.String("OPENSANDBOX_WORKER_SECRET", ""),
+		HeartbeatInterval: e.Duration("OPENSANDBOX_HEARTBEAT_INTERVAL", heartbeat.DefaultInterval),
+		PublishEvents:     e.Bool("OPENSANDBOX_PUBLISH_EVENTS", true),
+		LogLevel:          e.String("OPENSANDBOX_LOG_LEVEL", "info"),
+		PodmanURI:         e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
+		OCIRuntime:        e.String("OPENSANDBOX_OCI_RUNTIME", ""),
+		MaxUpload:         e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
+		Version:           e.String("OPENSANDBOX_VERSION", "dev"),
+		Sandbox:           sandbox.ConfigFromEnv(e),
+	}
+	if os.Getenv("OPENSANDBOX_WORKER_ID") == "" {
+		// "local" is the combined server's id; a worker on the same Podman
+		// must not restore (or remove) the combined server's sandboxes.
+		h, _ := os.Hostname()
+		c.Sandbox.WorkerID = "worker-" + h + "-" + port
+	}
+	if err := e.Err(); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.HTTPListen == "" || c.GRPCListen == "":
+		return errors.New("listen addresses are required")
+	case c.HTTPURL == "" || c.GRPCAddr == "":
+		return errors.New("OPENSANDBOX_WORKER_URL and OPENSANDBOX_WORKER_GRPC_ADDR are required")
+	case c.NATSURL == "":
+		return errors.New("NATS_URL is required (make infra-up writes it to .env.local)")
+	case len(c.JWTSecret) < auth.MinSecretLen:
+		return fmt.Errorf("OPENSANDBOX_JWT_SECRET must be at least %d bytes (the control plane's)", auth.MinSecretLen)
+	case len(c.ClusterSecret) < auth.MinSecretLen:
+		return fmt.Errorf("OPENSANDBOX_WORKER_SECRET must be at least %d bytes (the control plane's)", auth.MinSecretLen)
+	case c.HeartbeatInterval <= 0:
+		return errors.New("OPENSANDBOX_HEARTBEAT_INTERVAL must be positive")
+	case c.MaxUpload <= 0:
+		return errors.New("OPENSANDBOX_MAX_UPLOAD_BYTES must be positive")
+	}
+	if _, err := strconv.Atoi(portOf(c.GRPCListen)); err != nil {
+		return fmt.Errorf("OPENSANDBOX_GRPC_PORT: %w", err)
+	}
+	return c.Sandbox.Validate()
+}
+
+func portOf(hostport string) string {
+	_, p, _ := net.SplitHostPort(hostport)
+	return p
+}
