@@ -1,0 +1,282 @@
+// Package syncer consumes sandbox events from JetStream and writes them to
+// PostgreSQL in batches. It acknowledges a message only after the transaction
+// holding it committed; PostgreSQL being down means waiting and retrying with
+// backoff while acknowledging nothing; a message that cannot be written after
+// MaxTries deliveries goes to the dead-letter subject, counted.
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/opensandbox/opensandbox/services/shared/events"
+	"github.com/opensandbox/opensandbox/services/shared/natsx"
+)
+
+// Config configures a syncer.
+type Config struct {
+	BatchSize  int           // messages per transaction
+	MaxWait    time.Duration // how long a fetch waits to fill a batch
+	MaxTries   int           // deliveries before a bad message is dead-lettered
+	AckWait    time.Duration // JetStream redelivers what is not acked by then
+	MaxBackoff time.Duration // longest wait between retries while PostgreSQL is down
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{BatchSize: 2000, MaxWait: 200 * time.Millisecond, MaxTries: 5, AckWait: 30 * time.Second, MaxBackoff: 5 * time.Second}
+}
+
+// Syncer moves events from JetStream to PostgreSQL.
+type Syncer struct {
+	log     *slog.Logger
+	js      jetstream.JetStream
+	pool    *pgxpool.Pool
+	cfg     Config
+	metrics *Metrics
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is what GET /health reports.
+type Status struct {
+	OK             bool      `json:"ok"`
+	Pending        uint64    `json:"pending"`    // messages in the stream not yet delivered to us
+	AckPending     int       `json:"ackPending"` // delivered, not yet committed
+	LastBatchAt    time.Time `json:"lastBatchAt,omitzero"`
+	LastEventAgeMs int64     `json:"lastEventAgeMs"` // event age at insert, last batch
+	Written        uint64    `json:"written"`
+	DeadLettered   uint64    `json:"deadLettered"`
+	LastError      string    `json:"lastError,omitempty"`
+}
+
+// New returns a syncer.
+func New(log *slog.Logger, js jetstream.JetStream, pool *pgxpool.Pool, cfg Config, metrics *Metrics) *Syncer {
+	return &Syncer{log: log, js: js, pool: pool, cfg: cfg, metrics: metrics, status: Status{OK: true}}
+}
+
+// Status returns the current health, refreshing the consumer's backlog.
+func (s *Syncer) Status(ctx context.Context) Status {
+	if cons, err := s.js.Consumer(ctx, natsx.EventsStream, natsx.SyncConsumer); err == nil {
+		if info, err := cons.Info(ctx); err == nil {
+			s.mu.Lock()
+			s.status.Pending = info.NumPending
+			s.status.AckPending = info.NumAckPending
+			s.mu.Unlock()
+			s.metrics.Pending.Set(float64(info.NumPending + uint64(info.NumAckPending)))
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+func (s *Syncer) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	if _, err := natsx.EnsureEventStream(ctx, s.js, natsx.DefaultStreamLimits); err != nil {
+		return nil, fmt.Errorf("event stream: %w", err)
+	}
+	return s.js.CreateOrUpdateConsumer(ctx, natsx.EventsStream, jetstream.ConsumerConfig{
+		Durable:       natsx.SyncConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		FilterSubject: natsx.EventsSubjects,
+		MaxAckPending: 4 * s.cfg.BatchSize,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+}
+
+// Run consumes until ctx ends. NATS being unreachable is waited out too.
+func (s *Syncer) Run(ctx context.Context) error {
+	var cons jetstream.Consumer
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, s.cfg.MaxBackoff) {
+		var err error
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cons, err = s.consumer(cctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		s.fail("set up consumer", err)
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+	}
+	s.log.Info("syncer consuming", "stream", natsx.EventsStream, "consumer", natsx.SyncConsumer)
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(s.cfg.BatchSize, jetstream.FetchMaxWait(s.cfg.MaxWait))
+		if err != nil {
+			if ctx.Err() == nil {
+				s.fail("fetch", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil && len(msgs) == 0 {
+			s.fail("fetch", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		if len(msgs) > 0 {
+			s.process(ctx, msgs)
+		}
+	}
+	return nil
+}
+
+// process writes one fetched batch and acknowledges it.
+func (s *Syncer) process(ctx context.Context, msgs []jetstream.Msg) {
+	rows := make([]row, 0, len(msgs))
+	good := make([]jetstream.Msg, 0, len(msgs))
+	for _, m := range msgs {
+		r, err := decode(m.Data())
+		if err != nil {
+			s.reject(ctx, m, err)
+			continue
+		}
+		rows = append(rows, r)
+		good = append(good, m)
+	}
+	if len(rows) == 0 {
+		return
+	}
+	err := s.writeWithRetry(ctx, rows, good)
+	if err == nil {
+		s.done(good, rows)
+		return
+	}
+	if ctx.Err() != nil {
+		return // not acked: redelivered to whoever runs next
+	}
+	// A permanent error: find the bad messages by writing one at a time.
+	for i := range rows {
+		if err := s.writeWithRetry(ctx, rows[i:i+1], good[i:i+1]); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.reject(ctx, good[i], err)
+			continue
+		}
+		s.done(good[i:i+1], rows[i:i+1])
+	}
+}
+
+// writeWithRetry retries transient failures until they pass or ctx ends; it
+// returns a permanent error at once. While waiting it keeps the messages from
+// being redelivered.
+func (s *Syncer) writeWithRetry(ctx context.Context, rows []row, msgs []jetstream.Msg) error {
+	lastProgress := time.Now()
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, s.cfg.MaxBackoff) {
+		start := time.Now()
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := writeBatch(wctx, s.pool, rows)
+		cancel()
+		if err == nil {
+			s.metrics.BatchDuration.Observe(time.Since(start).Seconds())
+			return nil
+		}
+		if permanent(err) || ctx.Err() != nil {
+			return err
+		}
+		s.metrics.WriteErrors.Inc()
+		s.fail("write batch; retrying", err)
+		if time.Since(lastProgress) > s.cfg.AckWait/3 {
+			for _, m := range msgs {
+				m.InProgress()
+			}
+			lastProgress = time.Now()
+		}
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Syncer) done(msgs []jetstream.Msg, rows []row) {
+	for _, m := range msgs {
+		m.Ack()
+	}
+	now := time.Now()
+	var age time.Duration
+	for _, r := range rows {
+		a := now.Sub(r.ev.Time)
+		s.metrics.Lag.Observe(a.Seconds())
+		age = max(age, a)
+	}
+	s.metrics.Written.Add(float64(len(rows)))
+	s.mu.Lock()
+	s.status.OK = true
+	s.status.LastError = ""
+	s.status.LastBatchAt = now
+	s.status.LastEventAgeMs = age.Milliseconds()
+	s.status.Written += uint64(len(rows))
+	s.mu.Unlock()
+}
+
+// reject gives a bad message another delivery, or dead-letters it after MaxTries.
+func (s *Syncer) reject(ctx context.Context, m jetstream.Msg, cause error) {
+	meta, err := m.Metadata()
+	if err == nil && int(meta.NumDelivered) < s.cfg.MaxTries {
+		m.NakWithDelay(time.Second)
+		return
+	}
+	dl := nats.NewMsg(natsx.DeadLetterSubj)
+	dl.Data = m.Data()
+	dl.Header.Set("Osb-Original-Subject", m.Subject())
+	dl.Header.Set("Osb-Error", cause.Error())
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := s.js.PublishMsg(pctx, dl); err != nil {
+		m.NakWithDelay(time.Second) // keep it rather than lose it
+		s.fail("dead-letter", err)
+		return
+	}
+	m.Term()
+	s.metrics.DeadLettered.Inc()
+	s.mu.Lock()
+	s.status.DeadLettered++
+	s.mu.Unlock()
+	s.log.Warn("event dead-lettered", "subject", m.Subject(), "err", cause)
+}
+
+func (s *Syncer) fail(what string, err error) {
+	s.log.Warn("syncer: "+what, "err", err)
+	s.mu.Lock()
+	s.status.OK = false
+	s.status.LastError = what + ": " + err.Error()
+	s.mu.Unlock()
+}
+
+func decode(b []byte) (row, error) {
+	var ev events.Event
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return row{}, fmt.Errorf("decode event: %w", err)
+	}
+	if ev.ID == "" || ev.Type == "" || ev.SandboxID == "" || ev.Time.IsZero() {
+		return row{}, errors.New("event lacks id, type, sandboxID or time")
+	}
+	return row{ev: ev, payload: b}, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,123 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/opensandbox/opensandbox/services/shared/events"
+)
+
+// row is one decoded event ready for PostgreSQL.
+type row struct {
+	ev      events.Event
+	payload []byte
+}
+
+// The batch goes to a temporary table with COPY, then into the real tables
+// with one statement each. Every statement is idempotent on its key, so a
+// batch that is redelivered after a crash writes nothing twice.
+const (
+	createIncoming = `CREATE TEMP TABLE IF NOT EXISTS incoming_events (
+		event_id text, type text, sandbox_id text, org_id text, worker_id text,
+		region text, occurred_at timestamptz, payload jsonb
+	) ON COMMIT DELETE ROWS`
+
+	insertEvents = `INSERT INTO sandbox_events (event_id, type, sandbox_id, org_id, worker_id, region, occurred_at, payload)
+		SELECT event_id, type, sandbox_id, NULLIF(org_id, ''), worker_id, region, occurred_at, payload FROM incoming_events
+		ON CONFLICT (event_id) DO NOTHING`
+
+	insertCommands = `INSERT INTO command_logs (event_id, sandbox_id, command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, created_at)
+		SELECT event_id, sandbox_id,
+			payload->'command'->>'command',
+			COALESCE(ARRAY(SELECT jsonb_array_elements_text(COALESCE(payload->'command'->'args', '[]'))), '{}'),
+			COALESCE(payload->'command'->>'cwd', ''),
+			(payload->'command'->>'exitCode')::int,
+			(payload->'command'->>'durationMs')::bigint,
+			COALESCE((payload->'command'->>'stdoutLen')::bigint, 0),
+			COALESCE((payload->'command'->>'stderrLen')::bigint, 0),
+			occurred_at
+		FROM incoming_events WHERE type = 'command'
+		ON CONFLICT (event_id) DO NOTHING`
+
+	// A start and its end may share a batch: fold them per session first.
+	upsertPTY = `INSERT INTO pty_session_logs (sandbox_id, pty_session_id, started_at, ended_at, bytes_in, bytes_out)
+		SELECT min(sandbox_id), payload->'pty'->>'sessionID',
+			min((payload->'pty'->>'startedAt')::timestamptz),
+			max((payload->'pty'->>'endedAt')::timestamptz),
+			max(COALESCE((payload->'pty'->>'bytesIn')::bigint, 0)),
+			max(COALESCE((payload->'pty'->>'bytesOut')::bigint, 0))
+		FROM incoming_events WHERE type IN ('pty_start', 'pty_end')
+		GROUP BY payload->'pty'->>'sessionID'
+		ON CONFLICT (pty_session_id) DO UPDATE SET
+			started_at = LEAST(pty_session_logs.started_at, EXCLUDED.started_at),
+			ended_at   = COALESCE(EXCLUDED.ended_at, pty_session_logs.ended_at),
+			bytes_in   = GREATEST(pty_session_logs.bytes_in, EXCLUDED.bytes_in),
+			bytes_out  = GREATEST(pty_session_logs.bytes_out, EXCLUDED.bytes_out)`
+
+	// The control plane usually wrote the session row at create; this covers
+	// sandboxes it did not see (and races with it harmlessly).
+	insertSessions = `INSERT INTO sandbox_sessions (sandbox_id, org_id, template, region, worker_id, status, metadata, started_at, end_at)
+		SELECT DISTINCT ON (sandbox_id) sandbox_id,
+			CASE WHEN org_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN org_id::uuid END,
+			COALESCE(payload->'sandbox'->>'template', ''), region, worker_id, 'running',
+			COALESCE(payload->'sandbox'->'metadata', '{}'),
+			COALESCE((payload->'sandbox'->>'startedAt')::timestamptz, occurred_at),
+			COALESCE((payload->'sandbox'->>'startedAt')::timestamptz, occurred_at) + make_interval(secs => COALESCE((payload->'sandbox'->>'timeoutS')::int, 0))
+		FROM incoming_events WHERE type = 'created'
+		ON CONFLICT (sandbox_id) DO NOTHING`
+
+	// Only a running session changes state: a late or repeated end event is a no-op.
+	endSessions = `UPDATE sandbox_sessions s SET
+			status = CASE WHEN e.type = 'error' THEN 'error' ELSE 'stopped' END,
+			stopped_at = e.occurred_at,
+			error_msg = CASE WHEN e.type = 'error' THEN e.payload->>'error' END
+		FROM (SELECT DISTINCT ON (sandbox_id) sandbox_id, type, occurred_at, payload
+		      FROM incoming_events WHERE type IN ('killed', 'timeout', 'error')
+		      ORDER BY sandbox_id, occurred_at) e
+		WHERE s.sandbox_id = e.sandbox_id AND s.status = 'running'`
+)
+
+var incomingColumns = []string{"event_id", "type", "sandbox_id", "org_id", "worker_id", "region", "occurred_at", "payload"}
+
+// writeBatch writes rows in one transaction.
+func writeBatch(ctx context.Context, pool *pgxpool.Pool, rows []row) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, createIncoming); err != nil {
+		return err
+	}
+	src := make([][]any, len(rows))
+	for i, r := range rows {
+		src[i] = []any{r.ev.ID, r.ev.Type, r.ev.SandboxID, r.ev.OrgID, r.ev.WorkerID, r.ev.Region, r.ev.Time, string(r.payload)}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"incoming_events"}, incomingColumns, pgx.CopyFromRows(src)); err != nil {
+		return fmt.Errorf("copy events: %w", err)
+	}
+	for _, q := range []string{insertEvents, insertCommands, upsertPTY, insertSessions, endSessions} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// permanent reports an error that retrying the same data cannot fix: bad
+// data or a violated constraint. Everything else (connection refused, server
+// shutting down) is worth waiting out.
+func permanent(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code[:2] {
+		case "22", "23": // data exception, integrity constraint violation
+			return true
+		}
+	}
+	return false
+}
