@@ -49,7 +49,9 @@ type pipeline struct {
 	dbs      map[string]*sandboxdb.DB
 }
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})) }
+func quietLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
 
 func newPipeline(t testing.TB) *pipeline {
 	t.Helper()
