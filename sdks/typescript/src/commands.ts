@@ -214,7 +214,7 @@ export class CommandHandle {
 
   /** Sends a signal by name (`SIGTERM`) or number. */
   async signal(signal: string | number): Promise<void> {
-    await this.data.json({ method: "POST", path: `/processes/${this.pid}/signal`, json: { signal } });
+    await this.data.json({ method: "POST", path: `/processes/${this.pid}/signal`, json: { signal: String(signal) } });
   }
 
   /** Writes to the process's stdin. */

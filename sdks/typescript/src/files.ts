@@ -38,9 +38,12 @@ export interface ReadOptions {
   signal?: AbortSignal;
 }
 
-/** A file system change seen by `files.watch`. */
+/**
+ * A file system change seen by `files.watch`; `overflow` (with an empty path)
+ * says the kernel dropped events, so rescan if that matters.
+ */
 export interface FilesystemEvent {
-  type: "create" | "write" | "remove" | "rename" | "chmod";
+  type: "create" | "write" | "remove" | "rename" | "chmod" | "overflow";
   path: string;
   isDir: boolean;
 }
