@@ -172,7 +172,8 @@ class ProcessInfo:
 @dataclass
 class FilesystemEvent:
     """A change seen by ``files.watch``: ``type`` is one of ``create``,
-    ``write``, ``remove``, ``rename`` or ``chmod``."""
+    ``write``, ``remove``, ``rename`` or ``chmod``; ``overflow`` (with an
+    empty path) says the kernel dropped events, so rescan if that matters."""
 
     type: str
     path: str

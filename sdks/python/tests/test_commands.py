@@ -106,3 +106,15 @@ def test_connect_unknown_pid_is_not_found(sbx):
         sbx.commands.connect(999999)
     assert e.value.code == "process_not_found"
     assert sbx.commands.kill(999999) is False
+
+
+def test_signal_and_process_listing(sbx):
+    h = sbx.commands.run("trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+                         background=True, cwd="/tmp", tag="looper", on_stdout=lambda _: None)
+    poll(lambda: h.stdout == "ready\n", what="trap installed")
+    info = {p.pid: p for p in sbx.commands.list()}[h.pid]
+    assert (info.tag, info.cwd, info.running) == ("looper", "/tmp", True)
+    assert "trap" in info.cmd and info.started_at is not None
+    h.signal("SIGTERM")
+    r = h.wait(timeout=20)
+    assert (r.exit_code, r.stdout) == (9, "ready\ngot-term\n")

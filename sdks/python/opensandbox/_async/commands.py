@@ -107,7 +107,7 @@ class AsyncCommandHandle:
     async def signal(self, signal: Union[str, int]) -> None:
         """Sends a signal (name or number) to the process."""
         await self._t.data("POST", f"/sandboxes/{self._t.sandbox_id}/processes/{self.pid}/signal",
-                           json={"signal": signal})
+                           json={"signal": str(signal)})
 
     async def send_stdin(self, data: Union[str, bytes]) -> None:
         """Writes ``data`` to the process's standard input."""

@@ -125,7 +125,7 @@ class CommandHandle:
     def signal(self, signal: Union[str, int]) -> None:
         """Sends a signal (a name such as ``"SIGTERM"`` or a number) to the process."""
         self._t.data("POST", f"/sandboxes/{self._t.sandbox_id}/processes/{self.pid}/signal",
-                     json={"signal": signal})
+                     json={"signal": str(signal)})
 
     def send_stdin(self, data: Union[str, bytes]) -> None:
         """Writes ``data`` to the process's standard input."""
