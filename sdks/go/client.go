@@ -27,6 +27,7 @@ type Client struct {
 	http   *http.Client
 	// tokenMargin is how long before its expiry a sandbox token is refreshed.
 	tokenMargin time.Duration
+	now         func() time.Time // the clock of token expiry; tests replace it
 }
 
 // Option configures a Client.
@@ -54,6 +55,7 @@ func NewClient(opts ...Option) *Client {
 		apiKey:      os.Getenv("OPENSANDBOX_API_KEY"),
 		http:        &http.Client{},
 		tokenMargin: time.Minute,
+		now:         time.Now,
 	}
 	if c.apiURL == "" {
 		c.apiURL = DefaultAPIURL

@@ -123,7 +123,7 @@ func (s *Sandbox) setTokenLocked(t tokenAnswer) {
 	if t.TokenExpiresAt != nil {
 		s.expiresAt = *t.TokenExpiresAt
 	}
-	s.issuedAt = time.Now()
+	s.issuedAt = s.client.now()
 }
 
 // refreshToken asks the control plane for a fresh data-path token.
@@ -158,7 +158,7 @@ func (s *Sandbox) dataEndpoint(ctx context.Context) (endpoint, error) {
 		if life := s.expiresAt.Sub(s.issuedAt); life/4 < margin {
 			margin = life / 4
 		}
-		if time.Until(s.expiresAt) <= margin {
+		if s.expiresAt.Sub(s.client.now()) <= margin {
 			if err := s.refreshTokenLocked(ctx); err != nil {
 				return endpoint{}, err
 			}
@@ -167,9 +167,9 @@ func (s *Sandbox) dataEndpoint(ctx context.Context) (endpoint, error) {
 	return endpoint{base: s.connectURL, token: s.token}, nil
 }
 
-// send performs a data-path call. An answer "token_expired" (the clock moved,
-// or the token was revoked) renews the token and retries once when the body
-// can be sent again.
+// send performs a data-path call. An answer "token_expired" (the clocks
+// disagree, or the token was revoked) renews the token and retries once when
+// the body can be sent again.
 func (s *Sandbox) send(ctx context.Context, r request) (*http.Response, error) {
 	ep, err := s.dataEndpoint(ctx)
 	if err != nil {
@@ -180,11 +180,11 @@ func (s *Sandbox) send(ctx context.Context, r request) (*http.Response, error) {
 	if err == nil || ep.token == "" || !errors.As(err, &e) || e.Code != CodeTokenExpired {
 		return resp, err
 	}
-	if r.body != nil && r.replay == nil {
-		return nil, err
-	}
 	if rerr := s.refreshToken(ctx); rerr != nil {
 		return nil, rerr
+	}
+	if r.body != nil && r.replay == nil {
+		return nil, err // a stream cannot be sent again; the next call has a fresh token
 	}
 	if r.replay != nil {
 		r.body = r.replay()

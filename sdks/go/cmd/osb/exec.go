@@ -18,8 +18,11 @@ func runExec(ctx context.Context, a *app, args []string) error {
 	var timeout durationFlag
 	fs.Var(&timeout, "timeout", "kill the command after this long (server default: 60s)")
 	stdin := fs.Bool("i", false, "send osb's standard input to the command")
-	sbx, _, argv, err := a.parseSandbox(ctx, fs, args, "ID")
+	pos, argv, err := parseFlags(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := exactArgs(pos, "ID"); err != nil {
 		return err
 	}
 	if len(argv) == 0 {
@@ -42,6 +45,10 @@ func runExec(ctx context.Context, a *app, args []string) error {
 			return fmt.Errorf("read stdin: %w", err)
 		}
 		opts.Stdin = string(b)
+	}
+	sbx, err := a.client.Connect(ctx, pos[0])
+	if err != nil {
+		return err
 	}
 	res, err := sbx.Commands().Run(ctx, cmd, opts)
 	if errors.Is(err, opensandbox.ErrTimeout) && res != nil {
