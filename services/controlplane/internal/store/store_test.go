@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
+}
+
+func open(t *testing.T) *Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := Open(ctx, pgtest.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+func TestOpenRefusesUnmigratedDatabase(t *testing.T) {
+	ctx := context.Background()
+	if _, err := Open(ctx, pgtest.NewDatabase(t), false); err == nil || !strings.Contains(err.Error(), "behind") {
+		t.Fatalf("open without migrations: %v", err)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	org, err := st.CreateOrg(ctx, Org{Name: "Acme", Slug: "acme", MaxConcurrentSandboxes: 2, MaxSandboxTimeoutSec: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateOrg(ctx, Org{Name: "Acme 2", Slug: "acme", MaxConcurrentSandboxes: 1, MaxSandboxTimeoutSec: 1}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate slug: %v", err)
+	}
+	key := NewKey()
+	if !strings.HasPrefix(key, "osb_") || len(key) != 44 || HashKey(key) == key || len(HashKey(key)) != 64 {
+		t.Fatalf("key %q hash %q", key, HashKey(key))
+	}
+	k, err := st.CreateAPIKey(ctx, APIKey{OrgID: org.ID, Name: "ci", Prefix: VisiblePrefix(key)}, HashKey(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Prefix != key[:12] || len(k.Scopes) != 1 || k.Scopes[0] != "sandboxes:write" {
+		t.Fatalf("key row %+v", k)
+	}
+	// The key itself is nowhere in the database.
+	var n int
+	st.pool.QueryRow(ctx, `SELECT count(*) FROM api_keys WHERE key_hash = $1 OR key_prefix = $1`, key).Scan(&n)
+	if n != 0 {
+		t.Fatal("the plain key is stored")
+	}
+	owner, err := st.KeyByHash(ctx, HashKey(key))
+	if err != nil || owner.Org.Slug != "acme" || owner.Org.MaxConcurrentSandboxes != 2 || owner.Key.ID != k.ID {
+		t.Fatalf("lookup: %+v %v", owner, err)
+	}
+	if _, err := st.KeyByHash(ctx, HashKey("nope")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if err := st.TouchKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	owner, _ = st.KeyByHash(ctx, HashKey(key))
+	if owner.Key.LastUsed == nil {
+		t.Fatal("last_used not recorded")
+	}
+	if r, err := st.RevokeKey(ctx, k.Prefix); err != nil || r.RevokedAt == nil {
+		t.Fatalf("revoke: %+v %v", r, err)
+	}
+	if _, err := st.RevokeKey(ctx, k.Prefix); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second revoke: %v", err)
+	}
+	keys, err := st.ListKeys(ctx, org.ID)
+	if err != nil || len(keys) != 1 || keys[0].RevokedAt == nil {
+		t.Fatalf("list: %+v %v", keys, err)
+	}
+	if VisiblePrefix("test-key") != "test" {
+		t.Fatalf("short key prefix %q", VisiblePrefix("test-key"))
+	}
+}
+
+func TestQuotaReservations(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	org, err := st.CreateOrg(ctx, Org{Name: "Q", Slug: "q", MaxConcurrentSandboxes: 3, MaxSandboxTimeoutSec: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ten concurrent creates against a limit of three: exactly three win.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var won []Reservation
+	quota := 0
+	for range 10 {
+		wg.Go(func() {
+			r, err := st.Reserve(ctx, org.ID, 0)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, QuotaExceeded):
+				quota++
+			case err != nil:
+				t.Error(err)
+			default:
+				won = append(won, r)
+			}
+		})
+	}
+	wg.Wait()
+	if len(won) != 3 || quota != 7 {
+		t.Fatalf("%d reservations, %d refused", len(won), quota)
+	}
+	end := time.Now().Add(time.Minute)
+	for i, r := range won[:2] {
+		if err := st.Commit(ctx, r, Session{SandboxID: "sb" + string(rune('a'+i)), Template: "base", Region: "eu", WorkerID: "w1",
+			Config: api.SandboxConfig{TemplateID: "base", Timeout: 60}, Metadata: map[string]string{"k": "v"}, StartedAt: time.Now(), EndAt: &end}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Abort(ctx, won[2]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Reserve(ctx, org.ID, 0); err != nil {
+		t.Fatalf("slot freed by abort not reusable: %v", err)
+	}
+	if _, err := st.Reserve(ctx, org.ID, 0); !errors.Is(err, QuotaExceeded) {
+		t.Fatalf("over quota: %v", err)
+	}
+	sessions, err := st.ListSessions(ctx, org.ID, "running", 0)
+	if err != nil || len(sessions) != 2 || sessions[0].Metadata["k"] != "v" || sessions[0].Config.Timeout != 60 {
+		t.Fatalf("sessions: %+v %v", sessions, err)
+	}
+	// Stopping one frees a slot; the static key (no org) is never counted.
+	if ok, err := st.EndSession(ctx, "sba", "stopped", ""); !ok || err != nil {
+		t.Fatalf("end: %v %v", ok, err)
+	}
+	if ok, _ := st.EndSession(ctx, "sba", "stopped", ""); ok {
+		t.Fatal("ended twice")
+	}
+	if _, err := st.Reserve(ctx, org.ID, 0); err != nil {
+		t.Fatalf("slot freed by stop not reusable: %v", err)
+	}
+	for range 5 {
+		if _, err := st.Reserve(ctx, "", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := st.Session(ctx, "sba")
+	if err != nil || s.Status != "stopped" || s.StoppedAt == nil || s.OrgID != org.ID {
+		t.Fatalf("stopped session: %+v %v", s, err)
+	}
+	// A lower per-call limit (a plan override) applies too.
+	other, _ := st.CreateOrg(ctx, Org{Name: "O", Slug: "o", MaxConcurrentSandboxes: 5, MaxSandboxTimeoutSec: 60})
+	if _, err := st.Reserve(ctx, other.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Reserve(ctx, other.ID, 1); !errors.Is(err, QuotaExceeded) {
+		t.Fatalf("per-call limit: %v", err)
+	}
+}
+
+func TestWorkerLossAndSweep(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	past := time.Now().Add(-time.Minute)
+	future := time.Now().Add(time.Hour)
+	for _, s := range []Session{
+		{SandboxID: "a", WorkerID: "w1", EndAt: &future},
+		{SandboxID: "b", WorkerID: "w1", EndAt: &future},
+		{SandboxID: "c", WorkerID: "w2", EndAt: &future},
+		{SandboxID: "d", WorkerID: "w2", EndAt: &past},
+	} {
+		r, err := st.Reserve(ctx, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Template, s.Region, s.StartedAt = "base", "eu", time.Now()
+		if err := st.Commit(ctx, r, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := st.FailWorkerSessions(ctx, "w1", "worker w1 lost")
+	if err != nil || n != 2 {
+		t.Fatalf("fail: %d %v", n, err)
+	}
+	a, _ := st.Session(ctx, "a")
+	if a.Status != "error" || a.ErrorMsg != "worker w1 lost" {
+		t.Fatalf("failed session %+v", a)
+	}
+	st.Reserve(ctx, "", 0) // an abandoned reservation
+	expired, dropped, err := st.SweepSessions(ctx, 10*time.Second, 0)
+	if err != nil || expired != 1 || dropped != 1 {
+		t.Fatalf("sweep: %d %d %v", expired, dropped, err)
+	}
+	d, _ := st.Session(ctx, "d")
+	if d.Status != "stopped" {
+		t.Fatalf("expired session %+v", d)
+	}
+	list, _ := st.ListSessions(ctx, "", "", 0)
+	if len(list) != 4 {
+		t.Fatalf("%d sessions", len(list))
+	}
+	w := Worker{ID: "w1", Region: "eu", GRPCAddr: "h:9090", HTTPAddr: "http://h:8081", Capacity: 10, Current: 2, LastHeartbeat: time.Now()}
+	if err := st.UpsertWorker(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	w.Current = 3
+	st.UpsertWorker(ctx, w)
+	st.MarkWorkerStale(ctx, "w1")
+	ws, err := st.Workers(ctx)
+	if err != nil || len(ws) != 1 || ws[0].Current != 3 || ws[0].Status != "stale" {
+		t.Fatalf("workers %+v %v", ws, err)
+	}
+}
