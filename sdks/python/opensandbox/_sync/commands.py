@@ -11,7 +11,7 @@ from .. import _wire
 from .._wire import OutputCallback, OutputCollector, SSEDecoder, background_pid, expect_stream
 from ..exceptions import NotFoundError, OpenSandboxError, OpenSandboxTimeoutError
 from ..models import CommandResult, ProcessInfo
-from .transport import SyncTransport, mapped_errors
+from .transport import SyncTransport, abort, mapped_errors
 
 
 def follow_events(resp: httpx.Response, collector: OutputCollector, what: str) -> None:
@@ -143,7 +143,7 @@ class CommandHandle:
         """Stops following the output; the process keeps running."""
         self._stopped = True
         if self._resp is not None:
-            self._resp.close()
+            abort(self._resp)
 
 
 class Commands:

@@ -12,7 +12,7 @@ from .. import _wire
 from .._wire import ProgressCallback, SSEDecoder
 from ..exceptions import NotFoundError, OpenSandboxError
 from ..models import EntryInfo, FilesystemEvent
-from .transport import SyncTransport, mapped_errors
+from .transport import SyncTransport, abort, mapped_errors
 
 PathLike = Union[str, "os.PathLike[str]"]
 WriteData = Union[str, bytes, bytearray, memoryview, IO[bytes], IO[str]]
@@ -62,7 +62,7 @@ class WatchHandle:
     def stop(self) -> None:
         """Removes the watch (closes the stream)."""
         self._stopped = True
-        self._resp.close()
+        abort(self._resp)
 
     def __enter__(self) -> "WatchHandle":
         return self

@@ -4,6 +4,7 @@ OpenSandboxError, tokens refreshed before they expire."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Optional
@@ -46,6 +47,23 @@ def _timeout(timeout: Any) -> Any:
     if timeout is _UNSET:
         return httpx.USE_CLIENT_DEFAULT
     return httpx.Timeout(timeout, connect=_wire.CONNECT_TIMEOUT)
+
+
+def abort(resp: httpx.Response) -> None:
+    """Closes a streaming answer, waking a thread blocked reading it: the
+    socket is shut down first (closing alone does not interrupt a read in
+    another thread)."""
+    stream = resp.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    try:
+        resp.close()
+    except (httpx.HTTPError, OSError, RuntimeError):
+        pass
 
 
 class SyncTransport:
