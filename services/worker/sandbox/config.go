@@ -4,6 +4,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"time"
 )
@@ -34,6 +35,10 @@ type Config struct {
 	// OnEvent, when set, is called after an event is recorded (the publisher's
 	// Notify); it must not block.
 	OnEvent func(sandboxID string)
+	// OnDestroy, when set, is called once a sandbox is gone (reason killed,
+	// timeout or error), before Kill returns; the control plane's session
+	// tracking marks the sandbox stopped with it.
+	OnDestroy func(ctx context.Context, sandboxID, reason string)
 
 	DefaultExecTimeout time.Duration
 	MaxExecTimeout     time.Duration

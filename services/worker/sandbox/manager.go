@@ -498,6 +498,9 @@ func (m *Manager) finish(ctx context.Context, b *box, reason, detail string) {
 	b.db.Close()
 	b.dbMu.Unlock()
 	m.release(b.dir)
+	if m.cfg.OnDestroy != nil {
+		m.cfg.OnDestroy(ctx, b.info.SandboxID, reason)
+	}
 }
 
 // release removes a destroyed sandbox's directory, or, when events are
