@@ -10,9 +10,10 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/errs"
 )
 
-// APIKeyFrom returns the API key of a request: the X-API-Key header, or the
-// api_key query parameter (browsers cannot set headers on WebSockets), or a
-// bearer token (Prometheus scrapes send credentials that way).
+// APIKeyFrom returns the API key of a request: the X-API-Key header, the
+// api_key or token query parameter (browsers cannot set headers on
+// WebSockets), a bearer token (Prometheus scrapes and SDKs that use one
+// code path for both modes), or a bearer.<key> WebSocket subprotocol.
 func APIKeyFrom(c *fiber.Ctx) string {
 	if k := c.Get("X-API-Key"); k != "" {
 		return k
@@ -20,14 +21,33 @@ func APIKeyFrom(c *fiber.Ctx) string {
 	if k := c.Query("api_key"); k != "" {
 		return k
 	}
+	if k := c.Query("token"); k != "" {
+		return k
+	}
 	if h := c.Get(fiber.HeaderAuthorization); strings.HasPrefix(h, "Bearer ") {
 		return strings.TrimPrefix(h, "Bearer ")
+	}
+	if p := BearerSubprotocol(c); p != "" {
+		return strings.TrimPrefix(p, WebSocketProtocolPrefix)
+	}
+	return ""
+}
+
+// BearerSubprotocol returns the first "bearer.<token>" entry of the
+// Sec-WebSocket-Protocol header, or "". A server that accepts it must echo
+// it in its handshake answer, or browsers drop the connection.
+func BearerSubprotocol(c *fiber.Ctx) string {
+	for _, p := range strings.Split(c.Get(fiber.HeaderSecWebSocketProtocol), ",") {
+		if p = strings.TrimSpace(p); strings.HasPrefix(p, WebSocketProtocolPrefix) && len(p) > len(WebSocketProtocolPrefix) {
+			return p
+		}
 	}
 	return ""
 }
 
 // StaticKey accepts requests carrying key. An empty key disables the check
-// (local development without OPENSANDBOX_API_KEY).
+// (local development without OPENSANDBOX_API_KEY). It runs before any
+// handler, so a WebSocket with a wrong key is refused before the upgrade.
 func StaticKey(key string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		if key == "" {

@@ -46,12 +46,14 @@ const LocalOrgID = "orgID"
 // Handlers serves the routes.
 type Handlers struct {
 	sb        Sandboxes
+	ia        Interactive // sb, when it also streams; nil otherwise
 	maxUpload int64
 }
 
 // New returns handlers; maxUpload bounds one file upload in bytes.
 func New(sb Sandboxes, maxUpload int64) *Handlers {
-	return &Handlers{sb: sb, maxUpload: maxUpload}
+	ia, _ := sb.(Interactive)
+	return &Handlers{sb: sb, ia: ia, maxUpload: maxUpload}
 }
 
 // MountLifecycle adds create, list, get, kill and timeout routes.
@@ -63,8 +65,13 @@ func (h *Handlers) MountLifecycle(r fiber.Router) {
 	r.Post("/sandboxes/:id/timeout", h.setTimeout)
 }
 
-// MountData adds the data-path routes.
+// MountData adds the data-path routes: commands and files, and, when the
+// manager implements Interactive, streamed and background processes,
+// terminals (WebSocket) and file watch (see docs/api.md).
 func (h *Handlers) MountData(r fiber.Router) {
+	if h.ia != nil {
+		h.mountInteractive(r)
+	}
 	r.Post("/sandboxes/:id/commands", h.exec)
 	r.Get("/sandboxes/:id/files", h.readFile)
 	r.Put("/sandboxes/:id/files", h.writeFile)
@@ -159,6 +166,9 @@ func (h *Handlers) exec(c *fiber.Ctx) error {
 	}
 	var p api.ProcessConfig
 	if err := httpx.ReadJSON(c, &p); err != nil {
+		return err
+	}
+	if done, err := h.runInteractive(c, id, p); done {
 		return err
 	}
 	res, err := h.sb.Exec(c.UserContext(), id, p)

@@ -17,8 +17,9 @@ import (
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// execRequest validates a command and turns it into an agent request.
-func (m *Manager) execRequest(p api.ProcessConfig) (agentapi.ExecRequest, error) {
+// execRequest validates a command and turns it into an agent request;
+// defaultTimeout applies when the command sets none (0: no timeout).
+func (m *Manager) execRequest(p api.ProcessConfig, defaultTimeout time.Duration) (agentapi.ExecRequest, error) {
 	if p.Cmd == "" {
 		return agentapi.ExecRequest{}, errs.Invalid("cmd is required")
 	}
@@ -27,7 +28,7 @@ func (m *Manager) execRequest(p api.ProcessConfig) (agentapi.ExecRequest, error)
 	case p.Timeout < 0:
 		return agentapi.ExecRequest{}, errs.Invalid("timeout must not be negative")
 	case p.Timeout == 0:
-		timeout = m.cfg.DefaultExecTimeout
+		timeout = defaultTimeout
 	case timeout > m.cfg.MaxExecTimeout:
 		return agentapi.ExecRequest{}, errs.Invalid("timeout is over the maximum of %ds", int(m.cfg.MaxExecTimeout.Seconds()))
 	}
@@ -57,7 +58,7 @@ func (m *Manager) Exec(ctx context.Context, id string, p api.ProcessConfig) (api
 	if err != nil {
 		return api.ProcessResult{}, err
 	}
-	req, err := m.execRequest(p)
+	req, err := m.execRequest(p, m.cfg.DefaultExecTimeout)
 	if err != nil {
 		return api.ProcessResult{}, err
 	}
@@ -68,26 +69,33 @@ func (m *Manager) Exec(ctx context.Context, id string, p api.ProcessConfig) (api
 		m.metrics.Commands.WithLabelValues("error").Inc()
 		return api.ProcessResult{}, m.agentErr(id, err)
 	}
-	m.metrics.Commands.WithLabelValues(exitClass(res)).Inc()
-	m.logCommand(ctx, b, p, res, start)
+	m.metrics.Commands.WithLabelValues(exitClass(res.ExitCode, res.TimedOut)).Inc()
+	m.logCommand(ctx, b, p, finished{exitCode: res.ExitCode, durationMs: res.DurationMs, stdoutLen: len(res.Stdout), stderrLen: len(res.Stderr)}, start)
 	return res, nil
 }
 
-func exitClass(r api.ProcessResult) string {
+func exitClass(code int, timedOut bool) string {
 	switch {
-	case r.TimedOut:
+	case timedOut:
 		return "timeout"
-	case r.ExitCode == 0:
+	case code == 0:
 		return "ok"
 	default:
 		return "nonzero"
 	}
 }
 
-func (m *Manager) logCommand(ctx context.Context, b *box, p api.ProcessConfig, res api.ProcessResult, start time.Time) {
+// finished is what the command log keeps of a command that ran.
+type finished struct {
+	exitCode             int
+	durationMs           int64
+	stdoutLen, stderrLen int
+}
+
+func (m *Manager) logCommand(ctx context.Context, b *box, p api.ProcessConfig, res finished, start time.Time) {
 	cmd := events.CommandData{
-		Command: p.Cmd, Args: p.Args, Cwd: p.Cwd, ExitCode: res.ExitCode, DurationMs: res.DurationMs,
-		StdoutLen: len(res.Stdout), StderrLen: len(res.Stderr),
+		Command: p.Cmd, Args: p.Args, Cwd: p.Cwd, ExitCode: res.exitCode, DurationMs: res.durationMs,
+		StdoutLen: res.stdoutLen, StderrLen: res.stderrLen,
 	}
 	ev := events.Event{Type: events.TypeCommand, Command: &cmd}
 	b.dbMu.RLock()
@@ -97,8 +105,8 @@ func (m *Manager) logCommand(ctx context.Context, b *box, p api.ProcessConfig, r
 	}
 	m.fillEvent(b, &ev)
 	row := sandboxdb.Command{
-		Command: p.Cmd, Args: p.Args, Cwd: p.Cwd, ExitCode: res.ExitCode, DurationMs: res.DurationMs,
-		StdoutLen: len(res.Stdout), StderrLen: len(res.Stderr), CreatedAt: start.UTC(),
+		Command: p.Cmd, Args: p.Args, Cwd: p.Cwd, ExitCode: res.exitCode, DurationMs: res.durationMs,
+		StdoutLen: res.stdoutLen, StderrLen: res.stderrLen, CreatedAt: start.UTC(),
 	}
 	// The log must not fail a command that already ran; a write error is logged.
 	if err := b.db.LogCommand(context.WithoutCancel(ctx), row, dbEvent(ev)); err != nil {

@@ -66,6 +66,28 @@ type box struct {
 	dbMu   sync.RWMutex // writers hold RLock; destroy takes Lock to close
 	db     *sandboxdb.DB
 	closed bool
+
+	// ctx ends when the sandbox is destroyed or the manager closes; every
+	// stream, terminal and watch of the sandbox runs under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	ptyMu sync.Mutex
+	ptys  map[string]time.Time // terminal sessions whose end is not recorded yet -> start
+}
+
+// newBox returns a box whose context is a child of the manager's.
+func (m *Manager) newBox(info api.Sandbox, orgID, dir string) *box {
+	b := &box{info: info, orgID: orgID, dir: dir, ptys: map[string]time.Time{}}
+	b.ctx, b.cancel = context.WithCancel(m.ctx)
+	return b
+}
+
+// scope returns a context that ends with ctx or with the sandbox.
+func (b *box) scope(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(b.ctx, cancel)
+	return c, func() { stop(); cancel() }
 }
 
 // CreateOptions carries who asks for a sandbox.
@@ -108,6 +130,7 @@ func (m *Manager) Close() {
 	defer m.mu.Unlock()
 	for _, b := range m.boxes {
 		b.timer.Stop()
+		b.cancel()
 		b.agent.Close()
 		b.dbMu.Lock()
 		b.closed = true
@@ -237,24 +260,20 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 
 	id := newID()
 	now := time.Now().UTC()
-	b := &box{
-		orgID: opts.OrgID,
-		dir:   filepath.Join(m.cfg.DataDir, "sandboxes", id),
-		info: api.Sandbox{
-			SandboxID:      id,
-			TemplateID:     r.template,
-			Alias:          cfg.Alias,
-			Status:         api.StatusRunning,
-			StartedAt:      now,
-			EndAt:          now.Add(r.timeout),
-			Metadata:       cfg.Metadata,
-			CPUCount:       r.cpus,
-			MemoryMB:       r.memMB,
-			NetworkEnabled: cfg.NetworkEnabled,
-			WorkerID:       m.cfg.WorkerID,
-			Region:         m.cfg.Region,
-		},
-	}
+	b := m.newBox(api.Sandbox{
+		SandboxID:      id,
+		TemplateID:     r.template,
+		Alias:          cfg.Alias,
+		Status:         api.StatusRunning,
+		StartedAt:      now,
+		EndAt:          now.Add(r.timeout),
+		Metadata:       cfg.Metadata,
+		CPUCount:       r.cpus,
+		MemoryMB:       r.memMB,
+		NetworkEnabled: cfg.NetworkEnabled,
+		WorkerID:       m.cfg.WorkerID,
+		Region:         m.cfg.Region,
+	}, opts.OrgID, filepath.Join(m.cfg.DataDir, "sandboxes", id))
 	runDir := filepath.Join(b.dir, "run")
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return api.Sandbox{}, errs.Internal("create sandbox directory", err)
@@ -265,6 +284,7 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		if ok {
 			return
 		}
+		b.cancel()
 		if b.db != nil {
 			b.db.Close()
 		}
@@ -480,6 +500,10 @@ func (m *Manager) destroy(ctx context.Context, id, reason, detail string) error 
 	defer m.destroying.Done()
 	m.metrics.Active.Dec()
 	m.metrics.Destroyed.WithLabelValues(reason).Inc()
+	// The agent is still up: ask it how the open terminals stand, so
+	// their rows end with real byte counts.
+	m.endPTYs(ctx, b)
+	b.cancel()
 	b.agent.Close()
 	if err := m.rt.Remove(ctx, containerName(id)); err != nil {
 		// The sandbox is out of the map either way; a later restore retries.

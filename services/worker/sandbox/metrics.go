@@ -11,6 +11,15 @@ type Metrics struct {
 	ExecDuration   prometheus.Histogram
 	Commands       *prometheus.CounterVec
 	FileBytes      *prometheus.CounterVec
+
+	ProcessStarts *prometheus.CounterVec // by mode: stream, background
+	StreamsActive prometheus.Gauge       // process output streams open (runs and connects)
+	StreamBytes   *prometheus.CounterVec // process output relayed, by stream: stdout, stderr
+	PTYActive     prometheus.Gauge
+	PTYSessions   prometheus.Counter
+	PTYBytes      *prometheus.CounterVec // terminal bytes relayed, by direction: in, out
+	WatchesActive prometheus.Gauge
+	WatchEvents   prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg.
@@ -40,6 +49,31 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "opensandbox_file_bytes_total", Help: "File bytes moved through the data path, by direction (upload, download).",
 		}, []string{"direction"}),
 	}
-	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.FileBytes)
+	m.ProcessStarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "opensandbox_process_starts_total", Help: "Streamed and background processes started, by mode (stream, background).",
+	}, []string{"mode"})
+	m.StreamsActive = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "opensandbox_process_streams_active", Help: "Process output streams open (streamed runs and connects).",
+	})
+	m.StreamBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "opensandbox_process_stream_bytes_total", Help: "Process output relayed to clients, by stream (stdout, stderr).",
+	}, []string{"stream"})
+	m.PTYActive = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "opensandbox_pty_sessions_active", Help: "Terminal sessions whose shell is running.",
+	})
+	m.PTYSessions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "opensandbox_pty_sessions_total", Help: "Terminal sessions started.",
+	})
+	m.PTYBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "opensandbox_pty_bytes_total", Help: "Terminal bytes relayed, by direction (in: keystrokes, out: output).",
+	}, []string{"direction"})
+	m.WatchesActive = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "opensandbox_file_watches_active", Help: "File watch streams open.",
+	})
+	m.WatchEvents = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "opensandbox_file_watch_events_total", Help: "File watch events delivered.",
+	})
+	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.FileBytes,
+		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents)
 	return m
 }

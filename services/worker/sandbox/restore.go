@@ -72,9 +72,11 @@ func (m *Manager) restoreOne(ctx context.Context, id string, c runtime.Container
 		db.Close()
 		return err
 	}
-	b := &box{info: st.Info, orgID: st.OrgID, dir: dir, db: db}
+	b := m.newBox(st.Info, st.OrgID, dir)
+	b.db = db
 	b.agent = agentclient.New(filepath.Join(dir, "run", agentapi.SocketName), ctr.PID)
 	if time.Now().After(b.info.EndAt) {
+		b.cancel()
 		// Its end came while the worker was down: it is not brought back.
 		m.metrics.Destroyed.WithLabelValues(events.TypeTimeout).Inc()
 		b.agent.Close()
@@ -83,6 +85,7 @@ func (m *Manager) restoreOne(ctx context.Context, id string, c runtime.Container
 		return nil
 	}
 	if err := m.waitAgent(ctx, b.agent); err != nil {
+		b.cancel()
 		b.agent.Close()
 		db.Close()
 		return err
@@ -92,5 +95,6 @@ func (m *Manager) restoreOne(ctx context.Context, id string, c runtime.Container
 	m.schedule(b)
 	m.mu.Unlock()
 	m.metrics.Active.Inc()
+	m.resumePTYs(ctx, b)
 	return nil
 }

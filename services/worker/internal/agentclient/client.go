@@ -106,6 +106,8 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	return resp, nil
 }
 
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
 func (c *Client) doJSON(ctx context.Context, method, path string, q url.Values, in, out any) error {
 	var body io.Reader
 	if in != nil {

@@ -54,7 +54,7 @@ func Open(path string) (*DB, error) {
 	}
 	// One connection: writes are serialised anyway, and it keeps WAL simple.
 	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(schema + ptySchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sandbox db %s: %w", path, err)
 	}
@@ -117,19 +117,31 @@ func (d *DB) AddEvent(ctx context.Context, ev Event) error {
 
 // LogCommand records a finished command and its event in one transaction.
 func (d *DB) LogCommand(ctx context.Context, c Command, ev Event) error {
+	args, _ := json.Marshal(c.Args)
+	return d.withEvent(ctx, ev, func(tx *sql.Tx) (bool, error) {
+		_, err := tx.ExecContext(ctx, `INSERT INTO command_log(command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.Command, string(args), c.Cwd, c.ExitCode, c.DurationMs, c.StdoutLen, c.StderrLen, c.CreatedAt.UTC().Format(time.RFC3339Nano))
+		return err == nil, err
+	})
+}
+
+// withEvent runs change and, when it reports that it changed something,
+// records ev, all in one transaction.
+func (d *DB) withEvent(ctx context.Context, ev Event, change func(*sql.Tx) (bool, error)) error {
 	tx, err := d.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	args, _ := json.Marshal(c.Args)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO command_log(command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.Command, string(args), c.Cwd, c.ExitCode, c.DurationMs, c.StdoutLen, c.StderrLen, c.CreatedAt.UTC().Format(time.RFC3339Nano)); err != nil {
+	changed, err := change(tx)
+	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`,
-		ev.ID, ev.Type, string(ev.Payload), ev.CreatedAt.UTC().Format(time.RFC3339Nano)); err != nil {
-		return err
+	if changed {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`,
+			ev.ID, ev.Type, string(ev.Payload), ev.CreatedAt.UTC().Format(time.RFC3339Nano)); err != nil {
+			return err
+		}
 	}
 	return tx.Commit()
 }
