@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,9 +122,7 @@ func (c *Commands) Start(ctx context.Context, cmd string, opts RunOptions) (*Com
 	}
 	h := newHandle(c.sbx, ans.PID, opts.OnStdout, opts.OnStderr)
 	if opts.OnStdout != nil || opts.OnStderr != nil {
-		if err := h.follow(ctx); err != nil {
-			return h, err
-		}
+		h.follow(ctx)
 	}
 	return h, nil
 }
@@ -148,10 +147,18 @@ type ConnectOptions struct {
 // printed so far (the last MiB of each stream), then live output. An unknown
 // pid answers an error matching ErrNotFound.
 func (c *Commands) Connect(ctx context.Context, pid int, opts ConnectOptions) (*CommandHandle, error) {
-	h := newHandle(c.sbx, pid, opts.OnStdout, opts.OnStderr)
-	if err := h.follow(ctx); err != nil {
+	// The output stream of a silent process may not answer before it prints,
+	// so ask the process list whether the pid exists.
+	procs, err := c.List(ctx)
+	if err != nil {
 		return nil, err
 	}
+	if !slices.ContainsFunc(procs, func(p ProcessInfo) bool { return p.PID == pid }) {
+		return nil, &Error{Op: "connect", Status: http.StatusNotFound, Code: CodeProcessNotFound,
+			Message: fmt.Sprintf("process %d not found", pid)}
+	}
+	h := newHandle(c.sbx, pid, opts.OnStdout, opts.OnStderr)
+	h.follow(ctx)
 	return h, nil
 }
 
@@ -178,44 +185,43 @@ func (h *CommandHandle) path(rest string) string {
 	return "/processes/" + strconv.Itoa(h.PID) + rest
 }
 
-// follow opens the process's output stream (once) and reads it in the
-// background until the process exits or Disconnect is called.
-func (h *CommandHandle) follow(ctx context.Context) error {
+// follow starts (once) reading the process's output stream in the
+// background, until the process exits or Disconnect is called. It does not
+// wait for the stream to open: a server may answer only once there is output.
+func (h *CommandHandle) follow(ctx context.Context) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.started {
-		return nil
+		return
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, cancel) // ctx bounds the opening only
-	r := request{method: http.MethodGet, path: h.sbx.path(h.path("/stream")), length: -1,
-		header: http.Header{"Accept": {"text/event-stream"}}}
-	resp, err := h.sbx.send(sctx, r)
-	stop()
-	if err != nil {
-		cancel()
-		return err
-	}
 	h.started, h.cancel = true, cancel
 	go func() {
 		defer cancel()
-		defer resp.Body.Close()
-		res, err := collect(r.op(), resp.Body, h.onStdout, h.onStderr)
+		res, err := h.stream(sctx)
 		if res != nil {
 			res.PID = h.PID
 		}
 		h.result, h.err = res, err
 		close(h.done)
 	}()
-	return nil
+}
+
+func (h *CommandHandle) stream(ctx context.Context) (*CommandResult, error) {
+	r := request{method: http.MethodGet, path: h.sbx.path(h.path("/stream")), length: -1,
+		header: http.Header{"Accept": {"text/event-stream"}}}
+	resp, err := h.sbx.send(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return collect(r.op(), resp.Body, h.onStdout, h.onStderr)
 }
 
 // Wait waits for the process to exit and returns its result, with the output
 // it printed (the last MiB of each stream when it printed before Wait began).
 func (h *CommandHandle) Wait(ctx context.Context) (*CommandResult, error) {
-	if err := h.follow(ctx); err != nil {
-		return nil, err
-	}
+	h.follow(ctx)
 	select {
 	case <-h.done:
 		if h.err != nil {

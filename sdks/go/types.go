@@ -76,15 +76,14 @@ type CommandResult struct {
 
 // ProcessInfo describes a process started with Start or a streamed Run.
 type ProcessInfo struct {
-	PID       int               `json:"pid"`
-	Cmd       string            `json:"cmd"`
-	Args      []string          `json:"args,omitempty"`
-	Envs      map[string]string `json:"envs,omitempty"`
-	Cwd       string            `json:"cwd,omitempty"`
-	Tag       string            `json:"tag,omitempty"`
-	StartedAt time.Time         `json:"startedAt"`
-	Running   bool              `json:"running"`
-	ExitCode  *int              `json:"exitCode"` // nil while running
+	PID       int       `json:"pid"`
+	Cmd       string    `json:"cmd"`
+	Args      []string  `json:"args,omitempty"`
+	Cwd       string    `json:"cwd,omitempty"`
+	Tag       string    `json:"tag,omitempty"`
+	StartedAt time.Time `json:"startedAt"`
+	Running   bool      `json:"running"`
+	ExitCode  *int      `json:"exitCode"` // nil while running
 }
 
 // processConfig is the body of POST /sandboxes/:id/commands.

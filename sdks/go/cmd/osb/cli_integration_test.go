@@ -197,6 +197,15 @@ func containsID(list []opensandbox.SandboxInfo, id string) bool {
 	return false
 }
 
+// binaryInput is every byte value, over several stdin chunks.
+var binaryInput = bytes.Repeat([]byte(func() string {
+	b := make([]byte, 256)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return string(b)
+}()), 4096)
+
 func TestCLIExec(t *testing.T) {
 	t.Parallel()
 	id := sandbox(t, "busybox")
@@ -211,6 +220,7 @@ func TestCLIExec(t *testing.T) {
 		{"one word runs through the shell", "", []string{"exec", id, "--", "echo $((2+3)) | tr 5 V"}, 0, "V\n", ""},
 		{"flags after the id", "", []string{"exec", id, "--cwd", "/tmp", "--env", "A=b", "--", "sh", "-c", "pwd; echo $A"}, 0, "/tmp\nb\n", ""},
 		{"stdin", "make me loud", []string{"exec", "-i", id, "--", "tr", "a-z", "A-Z"}, 0, "MAKE ME LOUD", ""},
+		{"binary stdin", string(binaryInput), []string{"exec", "-i", id, "--", "sha256sum"}, 0, fmt.Sprintf("%x  -\n", sha256.Sum256(binaryInput)), ""},
 		{"timeout", "", []string{"exec", "--timeout", "1", id, "--", "sleep 30"}, 124, "", "ran out of time"},
 		{"missing sandbox", "", []string{"exec", "no-such-id", "--", "true"}, 1, "", "sandbox_not_found"},
 		{"no command", "", []string{"exec", id}, 2, "", "usage: osb exec"},

@@ -39,18 +39,16 @@ func runExec(ctx context.Context, a *app, args []string) error {
 	if len(argv) > 1 {
 		opts.Args = argv[1:]
 	}
-	if *stdin {
-		b, err := io.ReadAll(a.io.in)
-		if err != nil {
-			return fmt.Errorf("read stdin: %w", err)
-		}
-		opts.Stdin = string(b)
-	}
 	sbx, err := a.client.Connect(ctx, pos[0])
 	if err != nil {
 		return err
 	}
-	res, err := sbx.Commands().Run(ctx, cmd, opts)
+	var res *opensandbox.CommandResult
+	if *stdin {
+		res, err = runWithStdin(ctx, sbx.Commands(), cmd, opts, a.io.in, a.io.err)
+	} else {
+		res, err = sbx.Commands().Run(ctx, cmd, opts)
+	}
 	if errors.Is(err, opensandbox.ErrTimeout) && res != nil {
 		fmt.Fprintf(a.io.err, "osb exec: the command ran out of time and was killed\n")
 		return exitCode(res.ExitCode)
@@ -59,4 +57,54 @@ func runExec(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	return exitCode(res.ExitCode)
+}
+
+// runWithStdin streams in to the command's stdin as it is read, binary-safe
+// and without holding it: the command runs as a process whose output is
+// followed while the input goes to it. It is killed if osb is interrupted.
+func runWithStdin(ctx context.Context, cmds *opensandbox.Commands, cmd string, opts opensandbox.RunOptions, in io.Reader, errOut io.Writer) (*opensandbox.CommandResult, error) {
+	if opts.Timeout == 0 {
+		opts.Timeout = time.Minute // what Run gets by default
+	}
+	h, err := cmds.Start(ctx, cmd, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Disconnect()
+	fed := make(chan error, 1)
+	go func() { fed <- feed(ctx, h, in) }()
+	res, err := h.Wait(ctx)
+	if ctx.Err() != nil {
+		_ = h.Kill(context.WithoutCancel(ctx))
+	}
+	if err != nil {
+		return res, err
+	}
+	select {
+	case ferr := <-fed:
+		if ferr != nil && !errors.Is(ferr, opensandbox.ErrNotFound) {
+			fmt.Fprintf(errOut, "osb exec: stdin: %v\n", ferr)
+		}
+	default: // the command ended without reading all of its input
+	}
+	return res, nil
+}
+
+// feed copies in to the process's stdin, then closes it.
+func feed(ctx context.Context, h *opensandbox.CommandHandle, in io.Reader) error {
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			if serr := h.SendStdin(ctx, buf[:n]); serr != nil {
+				return serr
+			}
+		}
+		if err == io.EOF {
+			return h.CloseStdin(ctx)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
