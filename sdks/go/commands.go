@@ -233,7 +233,8 @@ func (h *CommandHandle) Wait(ctx context.Context) (*CommandResult, error) {
 	}
 }
 
-// Disconnect stops following the output; the process keeps running.
+// Disconnect stops following the output; the process keeps running. Wait
+// then answers an error: attach again with Commands.Connect.
 func (h *CommandHandle) Disconnect() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -138,20 +138,34 @@ func TestBackgroundProcesses(t *testing.T) {
 		}
 	})
 
-	t.Run("kill", func(t *testing.T) {
-		h, err := cmds.Start(ctx, "sleep 600", opensandbox.RunOptions{})
+	t.Run("disconnect and kill", func(t *testing.T) {
+		var out syncBuffer
+		h, err := cmds.Start(ctx, "echo up; sleep 600", opensandbox.RunOptions{OnStdout: out.Write})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := h.Kill(ctx); err != nil {
-			t.Fatal(err)
-		}
-		res, err := h.Wait(ctx)
+		out.waitFor(t, 0, "up")
+		h.Disconnect() // stop following; the process lives on
+		procs, err := cmds.List(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.ExitCode == 0 {
-			t.Fatalf("killed process exited 0: %+v", res)
+		if i := slices.IndexFunc(procs, func(p opensandbox.ProcessInfo) bool { return p.PID == h.PID }); i < 0 || !procs[i].Running {
+			t.Fatalf("after Disconnect the process is not running: %+v", procs)
+		}
+		again, err := cmds.Connect(ctx, h.PID, opensandbox.ConnectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := again.Kill(ctx); err != nil {
+			t.Fatal(err)
+		}
+		res, err := again.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode == 0 || res.Stdout != "up\n" {
+			t.Fatalf("killed process: %+v", res)
 		}
 	})
 

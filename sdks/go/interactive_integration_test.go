@@ -59,6 +59,7 @@ func TestWatch(t *testing.T) {
 	if _, open := <-w.Events(); open {
 		t.Fatal("events still open after Close")
 	}
+	<-w.Done()
 
 	// The callback form.
 	seen := make(chan opensandbox.FilesystemEvent, 16)
