@@ -30,10 +30,46 @@ build: ## build every binary into bin/
 	@mkdir -p bin
 	go build -trimpath -o bin/osb-agent ./services/agent
 	go build -trimpath -o bin/opensandbox-server ./services/controlplane
+	go build -trimpath -o bin/opensandbox-worker ./services/worker
+	go build -trimpath -o bin/osb-nats ./services/controlplane/cmd/osb-nats
 
 .PHONY: dev run-dev
 dev run-dev: bootstrap build ## run the combined server on 127.0.0.1:$OPENSANDBOX_PORT
 	bin/opensandbox-server
+
+# PostgreSQL / server modes read the addresses and secrets `make infra-up`
+# wrote to .env.local (only these targets: `make dev` stays without them).
+WITH_ENV_LOCAL = @test -f .env.local || { echo "no .env.local: run \`make infra-up\` first" >&2; exit 1; }; set -a; . ./.env.local; set +a;
+
+.PHONY: infra-up infra-down infra-reset
+infra-up: build ## start PostgreSQL and NATS under .data/ (no Docker) and write .env.local
+	@scripts/infra.sh up
+infra-down: ## stop PostgreSQL and NATS
+	@scripts/infra.sh down
+infra-reset: ## stop them and delete their data and .env.local
+	@scripts/infra.sh reset
+
+.PHONY: run-pg
+run-pg: bootstrap build ## combined server with PostgreSQL (API keys, quotas, sessions) on :8080
+	$(WITH_ENV_LOCAL) OPENSANDBOX_MODE=combined bin/opensandbox-server
+
+.PHONY: seed
+seed: build ## create the test org with API key `test-key` (idempotent)
+	$(WITH_ENV_LOCAL) bin/opensandbox-server admin seed
+
+.PHONY: run-full-server
+run-full-server: build ## control plane alone on :8080 (workers over gRPC)
+	$(WITH_ENV_LOCAL) OPENSANDBOX_MODE=server OPENSANDBOX_PORT=8080 bin/opensandbox-server
+
+WORKER_ID ?= worker-1
+.PHONY: run-full-worker
+run-full-worker: bootstrap build ## worker on :8081 (HTTP data path) and :9090 (gRPC)
+	$(WITH_ENV_LOCAL) OPENSANDBOX_PORT=8081 OPENSANDBOX_GRPC_PORT=9090 OPENSANDBOX_WORKER_ID=$(WORKER_ID) \
+		OPENSANDBOX_DATA_DIR=$(DATA)/$(WORKER_ID) bin/opensandbox-worker
+
+.PHONY: proto
+proto: ## regenerate the gRPC code of services/shared/proto (pinned generators)
+	@scripts/gen-proto.sh
 
 .PHONY: test
 test: bootstrap build test-go test-sdks ## run the whole test suite against real Podman
@@ -61,5 +97,6 @@ lint: ## gofmt and go vet
 
 .PHONY: clean
 clean: ## stop the Podman service, remove bin/ and .data/
+	-scripts/infra.sh down
 	-scripts/podman-service.sh stop
 	rm -rf bin $(DATA)

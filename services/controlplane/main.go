@@ -15,7 +15,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := server.Main(ctx); err != nil {
+	if err := server.Main(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "opensandbox-server:", err)
 		os.Exit(1)
 	}

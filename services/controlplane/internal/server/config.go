@@ -1,38 +1,67 @@
-// Package server wires and runs the API server.
+// Package server wires and runs the API server in its modes: combined (the
+// whole API and the worker in one process, PostgreSQL optional) and server
+// (the control plane alone, workers over gRPC).
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"time"
 
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/registry"
+	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/config"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 )
 
+// Modes.
+const (
+	ModeCombined = "combined"
+	ModeServer   = "server"
+)
+
 // Config is the server's configuration, read from OPENSANDBOX_* variables.
 type Config struct {
-	Mode       string // combined
+	Mode       string // combined or server
 	Addr       string
-	APIKey     string
+	APIKey     string // static key; in PostgreSQL modes it works beside stored keys
 	LogLevel   string
 	PodmanURI  string
 	OCIRuntime string
 	MaxUpload  int64
 	Sandbox    sandbox.Config
+
+	DatabaseURL string // PostgreSQL: API keys, quotas, sessions (required in server mode)
+	Migrate     bool   // apply missing migrations at start-up
+
+	// Server mode.
+	NATSURL       string
+	JWTSecret     string // signs sandbox tokens (the workers verify them)
+	WorkerSecret  string // the control plane's credential on workers' gRPC
+	DefaultRegion string
+	StaleAfter    time.Duration
 }
 
 // LoadConfig reads the environment and validates the result.
 func LoadConfig() (Config, error) {
 	e := &config.Env{}
 	c := Config{
-		Mode:       e.String("OPENSANDBOX_MODE", "combined"),
-		Addr:       net.JoinHostPort(e.String("OPENSANDBOX_HOST", "127.0.0.1"), e.String("OPENSANDBOX_PORT", "8080")),
-		APIKey:     e.String("OPENSANDBOX_API_KEY", ""),
-		LogLevel:   e.String("OPENSANDBOX_LOG_LEVEL", "info"),
-		PodmanURI:  e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
-		OCIRuntime: e.String("OPENSANDBOX_OCI_RUNTIME", ""),
-		MaxUpload:  e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
-		Sandbox:    sandbox.ConfigFromEnv(e),
+		Mode:          e.String("OPENSANDBOX_MODE", ModeCombined),
+		Addr:          net.JoinHostPort(e.String("OPENSANDBOX_HOST", "127.0.0.1"), e.String("OPENSANDBOX_PORT", "8080")),
+		APIKey:        e.String("OPENSANDBOX_API_KEY", ""),
+		LogLevel:      e.String("OPENSANDBOX_LOG_LEVEL", "info"),
+		PodmanURI:     e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
+		OCIRuntime:    e.String("OPENSANDBOX_OCI_RUNTIME", ""),
+		MaxUpload:     e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
+		Sandbox:       sandbox.ConfigFromEnv(e),
+		DatabaseURL:   e.String("DATABASE_URL", ""),
+		Migrate:       e.Bool("OPENSANDBOX_MIGRATE", true),
+		NATSURL:       e.String("NATS_URL", ""),
+		JWTSecret:     e.String("OPENSANDBOX_JWT_SECRET", ""),
+		WorkerSecret:  e.String("OPENSANDBOX_WORKER_SECRET", ""),
+		DefaultRegion: e.String("OPENSANDBOX_DEFAULT_REGION", "local"),
+		StaleAfter:    e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
 	}
 	if err := e.Err(); err != nil {
 		return c, err
@@ -42,11 +71,31 @@ func LoadConfig() (Config, error) {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.Mode != "combined" {
-		return fmt.Errorf("OPENSANDBOX_MODE %q is not supported (want combined)", c.Mode)
-	}
 	if c.MaxUpload <= 0 {
-		return fmt.Errorf("OPENSANDBOX_MAX_UPLOAD_BYTES must be positive")
+		return errors.New("OPENSANDBOX_MAX_UPLOAD_BYTES must be positive")
 	}
-	return c.Sandbox.Validate()
+	switch c.Mode {
+	case ModeCombined:
+		return c.Sandbox.Validate()
+	case ModeServer:
+		switch {
+		case c.DatabaseURL == "":
+			return errors.New("server mode needs DATABASE_URL (make infra-up writes it to .env.local)")
+		case c.NATSURL == "":
+			return errors.New("server mode needs NATS_URL (make infra-up writes it to .env.local)")
+		case len(c.JWTSecret) < auth.MinSecretLen:
+			return fmt.Errorf("server mode needs OPENSANDBOX_JWT_SECRET of at least %d bytes", auth.MinSecretLen)
+		case len(c.WorkerSecret) < auth.MinSecretLen:
+			return fmt.Errorf("server mode needs OPENSANDBOX_WORKER_SECRET of at least %d bytes", auth.MinSecretLen)
+		case c.DefaultRegion == "":
+			return errors.New("OPENSANDBOX_DEFAULT_REGION must not be empty")
+		case c.StaleAfter <= 0:
+			return errors.New("OPENSANDBOX_WORKER_STALE_AFTER must be positive")
+		case c.Sandbox.DefaultTimeout <= 0:
+			return errors.New("OPENSANDBOX_DEFAULT_TIMEOUT must be positive")
+		}
+		return nil
+	default:
+		return fmt.Errorf("OPENSANDBOX_MODE %q is not supported (want %s or %s)", c.Mode, ModeCombined, ModeServer)
+	}
 }

@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/admin"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/keyauth"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/sessions"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
 	"github.com/opensandbox/opensandbox/services/shared/api"
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/httpx"
@@ -18,18 +22,44 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Main loads the configuration, runs the server until ctx ends, then shuts down.
-func Main(ctx context.Context) error {
+// Main runs `opensandbox-server [admin ...]`: the admin command line, or the
+// server in the configured mode until ctx ends.
+func Main(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "admin" {
+		return admin.Run(ctx, args[1:], os.Stdout)
+	}
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q (want no argument, or admin)", args[0])
+	}
 	cfg, err := LoadConfig()
 	if err != nil {
 		return err
 	}
-	log := obs.NewLogger(os.Stderr, cfg.LogLevel)
+	log := obs.NewLogger(os.Stderr, cfg.LogLevel).With("service", "opensandbox-server", "mode", cfg.Mode)
+	if cfg.Mode == ModeServer {
+		return runServer(ctx, log, cfg)
+	}
+	return runCombined(ctx, log, cfg)
+}
+
+func runCombined(ctx context.Context, log *slog.Logger, cfg Config) error {
+	reg := obs.NewRegistry()
+	var pg *pgParts
+	if cfg.DatabaseURL != "" {
+		st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Migrate)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		pg = newPGParts(log, reg, st, cfg)
+		cfg.Sandbox.OnDestroy = pg.tracker.Destroyed
+		go sweepSessions(ctx, log, st)
+		log.Info("PostgreSQL: API keys, quotas and sessions")
+	}
 	rt, err := runtime.NewPodman(ctx, cfg.PodmanURI, cfg.OCIRuntime)
 	if err != nil {
 		return err
 	}
-	reg := obs.NewRegistry()
 	mgr, err := sandbox.New(log, rt, cfg.Sandbox, sandbox.NewMetrics(reg))
 	if err != nil {
 		return err
@@ -38,23 +68,77 @@ func Main(ctx context.Context) error {
 	if err := mgr.Restore(ctx); err != nil {
 		return fmt.Errorf("restore sandboxes: %w", err)
 	}
-	app := NewCombined(log, reg, mgr, cfg)
-	return Serve(ctx, log, app, cfg.Addr, "combined")
+	return Serve(ctx, log, newCombinedApp(log, reg, mgr, cfg, pg), cfg.Addr, ModeCombined)
 }
 
-// NewCombined builds the combined-mode app: the whole REST API, the worker
-// in-process, and a static API key when one is configured.
+// NewCombined builds the combined-mode app without PostgreSQL: the whole
+// REST API, the worker in-process, and a static API key when one is set.
 func NewCombined(log *slog.Logger, reg *prometheus.Registry, mgr *sandbox.Manager, cfg Config) *fiber.App {
+	return newCombinedApp(log, reg, mgr, cfg, nil)
+}
+
+// pgParts are what PostgreSQL adds to a mode: stored API keys, quotas and
+// session rows.
+type pgParts struct {
+	st      *store.Store
+	tracker *sessions.Tracker
+	authn   *keyauth.Authenticator
+}
+
+func newPGParts(log *slog.Logger, reg prometheus.Registerer, st *store.Store, cfg Config) *pgParts {
+	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "opensandbox_auth_failures_total", Help: "Refused credentials, by surface (http, grpc) and reason.",
+	}, []string{"surface", "reason"})
+	reg.MustRegister(failures)
+	return &pgParts{
+		st:      st,
+		tracker: sessions.NewTracker(log, st, cfg.Sandbox.DefaultTimeout),
+		authn:   keyauth.New(log, cfg.APIKey, st, func(reason string) { failures.WithLabelValues("http", reason).Inc() }),
+	}
+}
+
+func newCombinedApp(log *slog.Logger, reg *prometheus.Registry, mgr *sandbox.Manager, cfg Config, pg *pgParts) *fiber.App {
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
 	app.Get("/health", func(c *fiber.Ctx) error {
-		return c.JSON(api.Health{Status: "ok", Role: "combined"})
+		return c.JSON(api.Health{Status: "ok", Role: ModeCombined})
 	})
-	keyed := app.Group("", auth.StaticKey(cfg.APIKey))
+	var sb httpapi.Sandboxes = mgr
+	authn := auth.StaticKey(cfg.APIKey)
+	if pg != nil {
+		sb = sessions.Track(mgr, pg.tracker)
+		authn = pg.authn.Middleware()
+	}
+	keyed := app.Group("", authn)
 	keyed.Get("/metrics", httpx.MetricsHandler(reg))
-	h := httpapi.New(mgr, cfg.MaxUpload)
+	if pg != nil {
+		keyed.Get("/sessions", pg.tracker.Handler())
+	}
+	h := httpapi.New(sb, cfg.MaxUpload)
 	h.MountLifecycle(keyed)
 	h.MountData(keyed)
 	return app
+}
+
+// sweepSessions closes sessions whose end passed (a safety net beside the
+// kill/timeout hooks and the event pipeline) and abandoned reservations.
+func sweepSessions(ctx context.Context, log *slog.Logger, st *store.Store) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		expired, dropped, err := st.SweepSessions(sctx, 30*time.Second, 10*time.Minute)
+		cancel()
+		if err != nil {
+			log.Warn("sweep sessions", "err", err)
+		} else if expired+dropped > 0 {
+			log.Info("swept sessions", "expired", expired, "abandoned_reservations", dropped)
+		}
+	}
 }
 
 // Serve runs app on addr until ctx ends.

@@ -1,0 +1,100 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/cluster"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/placement"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/registry"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/workerclient"
+	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/auth"
+	"github.com/opensandbox/opensandbox/services/shared/grpcx"
+	"github.com/opensandbox/opensandbox/services/shared/httpx"
+	"github.com/opensandbox/opensandbox/services/shared/natsx"
+	"github.com/opensandbox/opensandbox/services/shared/obs"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func runServer(ctx context.Context, log *slog.Logger, cfg Config) error {
+	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Migrate)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	nc, err := natsx.Connect(cfg.NATSURL, "opensandbox-server")
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	defer nc.Close()
+	reg := obs.NewRegistry()
+	app, err := StartServer(ctx, log, reg, st, nc, cfg)
+	if err != nil {
+		return err
+	}
+	go sweepSessions(ctx, log, st)
+	return Serve(ctx, log, app, cfg.Addr, ModeServer)
+}
+
+// StartServer wires the server-mode control plane: the worker registry fed
+// by heartbeats on nc (swept until ctx ends), placement and gRPC to the
+// workers, and the REST API. It serves no data-path route.
+func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, st *store.Store, nc *nats.Conn, cfg Config) (*fiber.App, error) {
+	tokens, err := auth.NewSandboxTokens(cfg.JWTSecret)
+	if err != nil {
+		return nil, err
+	}
+	pg := newPGParts(log, reg, st, cfg)
+	pool := workerclient.New(grpcx.DialOptions{Secret: cfg.WorkerSecret, Metrics: grpcx.NewMetrics(reg, "client")})
+	workers := registry.New(log, registry.Config{
+		StaleAfter: cfg.StaleAfter,
+		OnBeat: func(w registry.Worker) {
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if err := st.UpsertWorker(wctx, store.Worker{ID: w.ID, Region: w.Region, GRPCAddr: w.GRPCAddr, HTTPAddr: w.HTTPAddr,
+				Capacity: w.Capacity, Current: w.Current, LastHeartbeat: w.LastSeen}); err != nil {
+				log.Warn("record worker heartbeat", "worker_id", w.ID, "err", err)
+			}
+		},
+		OnDrop: func(w registry.Worker) {
+			pool.Forget(w.GRPCAddr)
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			msg := fmt.Sprintf("worker %s lost: no heartbeat for %s", w.ID, cfg.StaleAfter)
+			n, err := st.FailWorkerSessions(dctx, w.ID, msg)
+			if err != nil {
+				log.Error("fail the sessions of a lost worker", "worker_id", w.ID, "err", err)
+			}
+			st.MarkWorkerStale(dctx, w.ID)
+			log.Warn("sessions of a lost worker marked error", "worker_id", w.ID, "sessions", n)
+		},
+	}, registry.NewMetrics(reg))
+	sub, err := workers.Subscribe(nc)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to heartbeats: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		sub.Unsubscribe()
+		pool.Close()
+	}()
+	go workers.Run(ctx, time.Second)
+
+	capi := cluster.New(log, cluster.Config{DefaultRegion: cfg.DefaultRegion}, pg.tracker, st, workers, pool, tokens,
+		placement.New(placement.DefaultK, uint64(time.Now().UnixNano())), cluster.NewMetrics(reg))
+	app := httpx.NewApp(log, httpx.NewMetrics(reg))
+	app.Get("/health", func(c *fiber.Ctx) error {
+		return c.JSON(api.Health{Status: "ok", Role: "control-plane"})
+	})
+	keyed := app.Group("", pg.authn.Middleware())
+	keyed.Get("/metrics", httpx.MetricsHandler(reg))
+	keyed.Get("/sessions", pg.tracker.Handler())
+	capi.Mount(keyed)
+	return app, nil
+}
