@@ -45,7 +45,7 @@ func (p *progress) update(done, total int64) {
 			return
 		}
 		p.last = now
-		fmt.Fprintf(p.w, "\r%s %s", p.label, p.line(done, now))
+		fmt.Fprintf(p.w, "\r%s %s\x1b[K", p.label, p.line(done, now))
 		return
 	}
 	// Not a terminal: one line per 25%, or per 64 MiB when the size is unknown.
