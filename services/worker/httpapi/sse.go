@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net"
 	"sync"
@@ -59,15 +60,33 @@ func serveSSE(c *fiber.Ctx, src sseSource, cancel context.CancelFunc) error {
 // writeEvent writes one event: an event line repeating the type for
 // browsers' EventSource, one data line of JSON, a blank line.
 func writeEvent(w *bufio.Writer, typ string, body any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
 	w.WriteString("event: ")
 	w.WriteString(typ)
 	w.WriteString("\ndata: ")
-	w.Write(b)
-	_, err = w.WriteString("\n\n")
+	if ev, ok := body.(api.ProcessEvent); ok && (ev.Type == api.EventStdout || ev.Type == api.EventStderr) {
+		// Output is most of a stream's bytes: base64 goes straight into
+		// the writer instead of through encoding/json and its copies.
+		w.WriteString(`{"type":"`)
+		w.WriteString(ev.Type)
+		w.WriteString(`","data":"`)
+		enc := base64.NewEncoder(base64.StdEncoding, w)
+		enc.Write(ev.Data)
+		enc.Close()
+		w.WriteString(`"}`)
+	} else {
+		var b []byte
+		var err error
+		if m, ok := body.(json.Marshaler); ok {
+			b, err = m.MarshalJSON() // its own output is valid JSON; json.Marshal would re-scan it
+		} else {
+			b, err = json.Marshal(body)
+		}
+		if err != nil {
+			return err
+		}
+		w.Write(b)
+	}
+	_, err := w.WriteString("\n\n")
 	return err
 }
 
