@@ -28,11 +28,12 @@ type Config struct {
 	MaxTries   int           // deliveries before a bad message is dead-lettered
 	AckWait    time.Duration // JetStream redelivers what is not acked by then
 	MaxBackoff time.Duration // longest wait between retries while PostgreSQL is down
+	Writers    int           // batches written concurrently
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{BatchSize: 2000, MaxWait: 200 * time.Millisecond, MaxTries: 5, AckWait: 30 * time.Second, MaxBackoff: 5 * time.Second}
+	return Config{BatchSize: 1000, MaxWait: 100 * time.Millisecond, MaxTries: 5, AckWait: 30 * time.Second, MaxBackoff: 5 * time.Second, Writers: 2}
 }
 
 // Syncer moves events from JetStream to PostgreSQL.
@@ -89,7 +90,7 @@ func (s *Syncer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.cfg.AckWait,
 		FilterSubject: natsx.EventsSubjects,
-		MaxAckPending: 4 * s.cfg.BatchSize,
+		MaxAckPending: (s.cfg.Writers + 2) * s.cfg.BatchSize,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 }
@@ -110,7 +111,27 @@ func (s *Syncer) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	s.log.Info("syncer consuming", "stream", natsx.EventsStream, "consumer", natsx.SyncConsumer)
+	s.log.Info("syncer consuming", "stream", natsx.EventsStream, "consumer", natsx.SyncConsumer, "writers", s.cfg.Writers)
+	// One goroutine fetches while the writers commit earlier batches, so
+	// neither waits for the other. Writes are order-independent (see write.go).
+	batches := make(chan []jetstream.Msg, s.cfg.Writers)
+	var wg sync.WaitGroup
+	for range s.cfg.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for msgs := range batches {
+				s.process(ctx, msgs)
+			}
+		}()
+	}
+	s.fetchLoop(ctx, cons, batches)
+	close(batches)
+	wg.Wait()
+	return nil
+}
+
+func (s *Syncer) fetchLoop(ctx context.Context, cons jetstream.Consumer, out chan<- []jetstream.Msg) {
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(s.cfg.BatchSize, jetstream.FetchMaxWait(s.cfg.MaxWait))
 		if err != nil {
@@ -130,10 +151,12 @@ func (s *Syncer) Run(ctx context.Context) error {
 			continue
 		}
 		if len(msgs) > 0 {
-			s.process(ctx, msgs)
+			select {
+			case out <- msgs:
+			case <-ctx.Done():
+			}
 		}
 	}
-	return nil
 }
 
 // process writes one fetched batch and acknowledges it.

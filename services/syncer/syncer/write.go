@@ -21,25 +21,22 @@ type row struct {
 // with one statement each. Every statement is idempotent on its key, so a
 // batch that is redelivered after a crash writes nothing twice.
 const (
+	// Command events (the bulk) arrive as typed columns, so PostgreSQL parses
+	// no JSON for them; other events carry their payload.
 	createIncoming = `CREATE TEMP TABLE IF NOT EXISTS incoming_events (
-		event_id text, type text, sandbox_id text, org_id text, worker_id text,
-		region text, occurred_at timestamptz, payload jsonb
+		event_id text, type text, sandbox_id text, org_id text, worker_id text, region text, occurred_at timestamptz,
+		command text, args text[], cwd text, exit_code int, duration_ms bigint, stdout_len bigint, stderr_len bigint,
+		payload jsonb
 	) ON COMMIT DELETE ROWS`
 
+	// Command events live in command_logs (below); every other event here.
 	insertEvents = `INSERT INTO sandbox_events (event_id, type, sandbox_id, org_id, worker_id, region, occurred_at, payload)
-		SELECT event_id, type, sandbox_id, NULLIF(org_id, ''), worker_id, region, occurred_at, payload FROM incoming_events
+		SELECT event_id, type, sandbox_id, NULLIF(org_id, ''), worker_id, region, occurred_at, payload
+		FROM incoming_events WHERE type <> 'command'
 		ON CONFLICT (event_id) DO NOTHING`
 
 	insertCommands = `INSERT INTO command_logs (event_id, sandbox_id, command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, created_at)
-		SELECT event_id, sandbox_id,
-			payload->'command'->>'command',
-			COALESCE(ARRAY(SELECT jsonb_array_elements_text(COALESCE(payload->'command'->'args', '[]'))), '{}'),
-			COALESCE(payload->'command'->>'cwd', ''),
-			(payload->'command'->>'exitCode')::int,
-			(payload->'command'->>'durationMs')::bigint,
-			COALESCE((payload->'command'->>'stdoutLen')::bigint, 0),
-			COALESCE((payload->'command'->>'stderrLen')::bigint, 0),
-			occurred_at
+		SELECT event_id, sandbox_id, command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, occurred_at
 		FROM incoming_events WHERE type = 'command'
 		ON CONFLICT (event_id) DO NOTHING`
 
@@ -70,18 +67,36 @@ const (
 		FROM incoming_events WHERE type = 'created'
 		ON CONFLICT (sandbox_id) DO NOTHING`
 
-	// Only a running session changes state: a late or repeated end event is a no-op.
-	endSessions = `UPDATE sandbox_sessions s SET
-			status = CASE WHEN e.type = 'error' THEN 'error' ELSE 'stopped' END,
-			stopped_at = e.occurred_at,
-			error_msg = CASE WHEN e.type = 'error' THEN e.payload->>'error' END
-		FROM (SELECT DISTINCT ON (sandbox_id) sandbox_id, type, occurred_at, payload
-		      FROM incoming_events WHERE type IN ('killed', 'timeout', 'error')
-		      ORDER BY sandbox_id, occurred_at) e
-		WHERE s.sandbox_id = e.sandbox_id AND s.status = 'running'`
+	// Only a running session changes state: a repeated end event is a no-op,
+	// and an end that commits before its create leaves the row ended.
+	endSessions = `INSERT INTO sandbox_sessions (sandbox_id, template, region, worker_id, status, stopped_at, error_msg, started_at)
+		SELECT DISTINCT ON (sandbox_id) sandbox_id, '', region, worker_id,
+			CASE WHEN type = 'error' THEN 'error' ELSE 'stopped' END, occurred_at,
+			CASE WHEN type = 'error' THEN payload->>'error' END, occurred_at
+		FROM incoming_events WHERE type IN ('killed', 'timeout', 'error')
+		ORDER BY sandbox_id, occurred_at
+		ON CONFLICT (sandbox_id) DO UPDATE SET status = EXCLUDED.status, stopped_at = EXCLUDED.stopped_at, error_msg = EXCLUDED.error_msg
+		WHERE sandbox_sessions.status = 'running'`
 )
 
-var incomingColumns = []string{"event_id", "type", "sandbox_id", "org_id", "worker_id", "region", "occurred_at", "payload"}
+var incomingColumns = []string{"event_id", "type", "sandbox_id", "org_id", "worker_id", "region", "occurred_at",
+	"command", "args", "cwd", "exit_code", "duration_ms", "stdout_len", "stderr_len", "payload"}
+
+// values returns r as one row of incoming_events.
+func (r row) values() []any {
+	ev := r.ev
+	v := []any{ev.ID, ev.Type, ev.SandboxID, ev.OrgID, ev.WorkerID, ev.Region, ev.Time, nil, nil, nil, nil, nil, nil, nil, nil}
+	if c := ev.Command; ev.Type == events.TypeCommand && c != nil {
+		args := c.Args
+		if args == nil {
+			args = []string{}
+		}
+		v[7], v[8], v[9], v[10], v[11], v[12], v[13] = c.Command, args, c.Cwd, c.ExitCode, c.DurationMs, int64(c.StdoutLen), int64(c.StderrLen)
+	} else {
+		v[14] = string(r.payload)
+	}
+	return v
+}
 
 // writeBatch writes rows in one transaction.
 func writeBatch(ctx context.Context, pool *pgxpool.Pool, rows []row) error {
@@ -95,17 +110,47 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, rows []row) error {
 	}
 	src := make([][]any, len(rows))
 	for i, r := range rows {
-		src[i] = []any{r.ev.ID, r.ev.Type, r.ev.SandboxID, r.ev.OrgID, r.ev.WorkerID, r.ev.Region, r.ev.Time, string(r.payload)}
+		src[i] = r.values()
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"incoming_events"}, incomingColumns, pgx.CopyFromRows(src)); err != nil {
 		return fmt.Errorf("copy events: %w", err)
 	}
-	for _, q := range []string{insertEvents, insertCommands, upsertPTY, insertSessions, endSessions} {
+	for _, q := range statementsFor(rows) {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return err
 		}
 	}
 	return tx.Commit(ctx)
+}
+
+// statementsFor returns the statements a batch needs: most batches are only
+// command events and skip the rest.
+func statementsFor(rows []row) []string {
+	var cmd, pty, created, ended, other bool
+	for _, r := range rows {
+		switch r.ev.Type {
+		case events.TypeCommand:
+			cmd = true
+			continue
+		case events.TypePTYStart, events.TypePTYEnd:
+			pty = true
+		case events.TypeCreated:
+			created = true
+		case events.TypeKilled, events.TypeTimeout, events.TypeError:
+			ended = true
+		}
+		other = true
+	}
+	var qs []string
+	for _, s := range []struct {
+		need bool
+		q    string
+	}{{other, insertEvents}, {cmd, insertCommands}, {pty, upsertPTY}, {created, insertSessions}, {ended, endSessions}} {
+		if s.need {
+			qs = append(qs, s.q)
+		}
+	}
+	return qs
 }
 
 // permanent reports an error that retrying the same data cannot fix: bad

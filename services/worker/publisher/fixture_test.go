@@ -190,21 +190,25 @@ func (p *pipeline) count(query string, args ...any) int {
 	return n
 }
 
-// waitRows waits until sandbox_events holds want rows, then checks it stays
+// logRows counts the log rows of all events: command events in command_logs,
+// every other event in sandbox_events.
+const logRows = `SELECT (SELECT count(*) FROM command_logs) + (SELECT count(*) FROM sandbox_events)`
+
+// waitRows waits until the event logs hold want rows, then checks they stay
 // exactly there and that no SQLite row is left unsynced.
 func (p *pipeline) waitRows(want int, within time.Duration) {
 	p.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		got := p.count(`SELECT count(*) FROM sandbox_events`)
+		got := p.count(logRows)
 		if got == want {
 			break
 		}
 		if got > want {
-			p.t.Fatalf("sandbox_events has %d rows, more than the %d events produced", got, want)
+			p.t.Fatalf("event logs have %d rows, more than the %d events produced", got, want)
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("sandbox_events has %d rows after %s, want %d", got, within, want)
+			p.t.Fatalf("event logs have %d rows after %s, want %d", got, within, want)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -217,8 +221,8 @@ func (p *pipeline) waitRows(want int, within time.Duration) {
 	if unsynced != 0 {
 		p.t.Fatalf("%d events still unsynced in SQLite after all reached PostgreSQL", unsynced)
 	}
-	if got := p.count(`SELECT count(*) FROM sandbox_events`); got != want {
-		p.t.Fatalf("sandbox_events changed to %d rows, want %d", got, want)
+	if got := p.count(logRows); got != want {
+		p.t.Fatalf("event logs changed to %d rows, want %d", got, want)
 	}
 }
 

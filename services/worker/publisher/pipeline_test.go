@@ -172,7 +172,7 @@ func TestPipelineSyncerKilledMidBatch(t *testing.T) {
 	syncer := start()
 	// Kill it once rows are flowing, i.e. in the middle of its batches.
 	deadline := time.Now().Add(30 * time.Second)
-	for p.count(`SELECT count(*) FROM sandbox_events`) == 0 {
+	for p.count(logRows) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("syncer process wrote nothing")
 		}
@@ -180,7 +180,7 @@ func TestPipelineSyncerKilledMidBatch(t *testing.T) {
 	}
 	syncer.Process.Signal(syscall.SIGKILL)
 	syncer.Wait()
-	if n := p.count(`SELECT count(*) FROM sandbox_events`); n >= 20000 {
+	if n := p.count(logRows); n >= 20000 {
 		t.Fatalf("syncer finished before the kill (%d rows): nothing was killed mid-batch", n)
 	}
 	syncer = start()

@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
-	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,6 +29,7 @@ type Config struct {
 	BatchSize int           // events per publish round per sandbox
 	Rescan    time.Duration // full scan interval: a safety net, not the trigger
 	AckWait   time.Duration // how long to wait for JetStream acks
+	Parallel  int           // sandboxes published at once
 }
 
 func (c *Config) defaults() {
@@ -41,6 +41,9 @@ func (c *Config) defaults() {
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 10 * time.Second
+	}
+	if c.Parallel <= 0 {
+		c.Parallel = 4
 	}
 }
 
@@ -84,7 +87,8 @@ type Publisher struct {
 	dirty map[string]bool // sandboxes with events to publish
 	wake  chan struct{}
 
-	dbs map[string]*sandboxdb.DB // owned by the Run goroutine
+	dbMu sync.Mutex
+	dbs  map[string]*sandboxdb.DB // open databases, by sandbox id
 }
 
 // New returns a publisher; call Run to start it and Notify on every new event.
@@ -176,21 +180,38 @@ func (p *Publisher) drain(ctx context.Context) error {
 	p.dirty = map[string]bool{}
 	p.mu.Unlock()
 
-	var firstErr error
+	// Several sandboxes at once: each round waits for JetStream acks, and
+	// overlapping the rounds keeps the stream busy.
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+		sem      = make(chan struct{}, p.cfg.Parallel)
+	)
 	for _, id := range ids {
-		if err := p.publishSandbox(ctx, id); err != nil {
-			p.mu.Lock()
-			p.dirty[id] = true
-			p.mu.Unlock()
-			if firstErr == nil {
-				firstErr = fmt.Errorf("sandbox %s: %w", id, err)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := p.publishSandbox(ctx, id); err != nil {
+				p.mu.Lock()
+				p.dirty[id] = true
+				p.mu.Unlock()
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("sandbox %s: %w", id, err)
+				}
+				errMu.Unlock()
 			}
-		}
+		}()
 	}
+	wg.Wait()
 	return firstErr
 }
 
 func (p *Publisher) open(id string) (*sandboxdb.DB, error) {
+	p.dbMu.Lock()
+	defer p.dbMu.Unlock()
 	if db, ok := p.dbs[id]; ok {
 		return db, nil
 	}
@@ -216,8 +237,7 @@ func (p *Publisher) publishSandbox(ctx context.Context, id string) error {
 		evs, err := db.Unsynced(ctx, p.cfg.BatchSize)
 		if err != nil {
 			if _, serr := os.Stat(filepath.Join(p.cfg.DataDir, "sandboxes", id)); os.IsNotExist(serr) {
-				db.Close() // removed without retention (no events to keep)
-				delete(p.dbs, id)
+				p.forget(id) // removed without retention (no events to keep)
 				return nil
 			}
 			return err
@@ -285,18 +305,29 @@ func (p *Publisher) publishBatch(ctx context.Context, evs []sandboxdb.Event) ([]
 // remains to be published.
 func (p *Publisher) retireIfDone(ctx context.Context, id string, db *sandboxdb.DB) error {
 	dir := filepath.Join(p.cfg.DataDir, "sandboxes", id)
-	if _, err := os.Stat(filepath.Join(dir, sandbox.RetiredMarker)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, sandboxdb.RetiredMarker)); err != nil {
 		return nil
 	}
 	if n, err := db.CountUnsynced(ctx); err != nil || n > 0 {
 		return err
 	}
-	db.Close()
-	delete(p.dbs, id)
+	p.forget(id)
 	return os.RemoveAll(dir)
 }
 
+// forget closes a sandbox's database.
+func (p *Publisher) forget(id string) {
+	p.dbMu.Lock()
+	defer p.dbMu.Unlock()
+	if db, ok := p.dbs[id]; ok {
+		db.Close()
+		delete(p.dbs, id)
+	}
+}
+
 func (p *Publisher) closeAll() {
+	p.dbMu.Lock()
+	defer p.dbMu.Unlock()
 	for id, db := range p.dbs {
 		db.Close()
 		delete(p.dbs, id)
