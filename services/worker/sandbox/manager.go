@@ -544,7 +544,7 @@ func (m *Manager) release(dir string) {
 
 // RetiredMarker marks a destroyed sandbox's directory whose events wait to
 // be published (see package publisher).
-const RetiredMarker = "retired"
+const RetiredMarker = sandboxdb.RetiredMarker
 
 func (m *Manager) notify(id string) {
 	if m.cfg.OnEvent != nil {

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	_ "modernc.org/sqlite" // pure Go: the worker builds with CGO off
@@ -188,25 +189,28 @@ func (d *DB) Unsynced(ctx context.Context, limit int) ([]Event, error) {
 	return out, rows.Err()
 }
 
-// MarkSynced flags events as acknowledged by the event stream.
+// MarkSynced flags events as acknowledged by the event stream. Acks arrive
+// for whole batches, so the seqs collapse into a few ranges: one UPDATE each.
 func (d *DB) MarkSynced(ctx context.Context, seqs []int64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
+	sorted := append([]int64(nil), seqs...)
+	slices.Sort(sorted)
 	tx, err := d.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `UPDATE events SET synced = 1 WHERE seq = ?`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, s := range seqs {
-		if _, err := stmt.ExecContext(ctx, s); err != nil {
+	for lo := 0; lo < len(sorted); {
+		hi := lo
+		for hi+1 < len(sorted) && sorted[hi+1] == sorted[hi]+1 {
+			hi++
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET synced = 1 WHERE seq BETWEEN ? AND ?`, sorted[lo], sorted[hi]); err != nil {
 			return err
 		}
+		lo = hi + 1
 	}
 	return tx.Commit()
 }
