@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/sessions"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
+	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/obs"
+	"github.com/opensandbox/opensandbox/services/shared/pgtest"
+	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
+)
+
+// startCombinedPG is a combined server with PostgreSQL: stored API keys,
+// quotas and session rows, plus the static key.
+func startCombinedPG(t *testing.T) (*stack, *store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, pgtest.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	rt := sandboxtest.Runtime(t)
+	cfg := Config{Mode: ModeCombined, APIKey: "static-admin-key", MaxUpload: 1 << 30, Sandbox: sandboxtest.Config(t)}
+	reg := obs.NewRegistry()
+	pg := newPGParts(sandboxtest.Logger(t), reg, st, cfg)
+	cfg.Sandbox.OnDestroy = pg.tracker.Destroyed
+	mgr := sandboxtest.Manager(t, rt, cfg.Sandbox)
+	a := newCombinedApp(sandboxtest.Logger(t), reg, mgr, cfg, pg)
+	ln := listen(t)
+	go a.Listener(ln)
+	t.Cleanup(func() { a.Shutdown() })
+	return &stack{url: "http://" + ln.Addr().String(), key: cfg.APIKey, mgr: mgr}, st
+}
+
+func TestCombinedWithPostgres(t *testing.T) {
+	admin, st := startCombinedPG(t)
+	org, key := newOrg(t, st, "team", 2, 120)
+	s := &stack{url: admin.url, key: key, mgr: admin.mgr}
+	other := &stack{url: admin.url, key: func() string { _, k := newOrg(t, st, "other", 5, 600); return k }()}
+
+	var a, b api.Sandbox
+	s.json(t, "POST", "/sandboxes", api.SandboxConfig{TemplateID: "busybox"}, 201, &a)
+	if a.ConnectURL != "" || a.Token != "" {
+		t.Fatalf("combined mode must not hand out connectURL/token: %+v", a)
+	}
+	if org, _ := admin.mgr.OrgOf(a.SandboxID); org == "" {
+		t.Fatal("sandbox created without its org")
+	}
+	s.json(t, "POST", "/sandboxes", api.SandboxConfig{TemplateID: "busybox", Timeout: 1}, 201, &b)
+	resp, body := s.do(t, "POST", "/sandboxes", strings.NewReader(`{"template":"busybox"}`))
+	wantError(t, resp, body, 429, "quota_exceeded")
+	resp, body = s.do(t, "POST", "/sandboxes/"+a.SandboxID+"/timeout", strings.NewReader(`{"timeout":121}`))
+	wantError(t, resp, body, 400, "invalid_argument")
+	s.json(t, "POST", "/sandboxes/"+a.SandboxID+"/commands", api.ProcessConfig{Cmd: "true"}, 200, nil)
+
+	// Another org sees nothing of this one.
+	resp, body = other.do(t, "GET", "/sandboxes/"+a.SandboxID, nil)
+	wantError(t, resp, body, 404, "sandbox_not_found")
+	var list []api.Sandbox
+	other.json(t, "GET", "/sandboxes", nil, 200, &list)
+	if len(list) != 0 {
+		t.Fatalf("other org lists %d sandboxes", len(list))
+	}
+
+	// Kill marks the session stopped before the answer; the 1 s sandbox's
+	// session is stopped by its timeout.
+	resp, _ = s.do(t, "DELETE", "/sandboxes/"+a.SandboxID, nil)
+	if resp.StatusCode != 204 {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	sess, err := st.Session(context.Background(), a.SandboxID)
+	if err != nil || sess.Status != api.StatusStopped || sess.StoppedAt == nil || sess.OrgID != org.ID {
+		t.Fatalf("killed session %+v %v", sess, err)
+	}
+	pollUntil(t, 20*time.Second, "the timed-out session to stop", func() bool {
+		sess, _ := st.Session(context.Background(), b.SandboxID)
+		return sess.Status == api.StatusStopped
+	})
+	var rows []sessions.Row
+	s.json(t, "GET", "/sessions?status=stopped", nil, 200, &rows)
+	if len(rows) != 2 {
+		t.Fatalf("stopped sessions %+v", rows)
+	}
+	other.json(t, "GET", "/sessions", nil, 200, &rows)
+	if len(rows) != 0 {
+		t.Fatalf("other org sees %d sessions", len(rows))
+	}
+	// The static key still works beside stored keys and sees every org.
+	admin.json(t, "GET", "/sessions", nil, 200, &rows)
+	if len(rows) != 2 {
+		t.Fatalf("static key sees %d sessions", len(rows))
+	}
+	var sb api.Sandbox
+	admin.json(t, "POST", "/sandboxes", api.SandboxConfig{TemplateID: "busybox"}, 201, &sb)
+	admin.json(t, "GET", "/metrics", nil, 200, nil)
+
+	// Revoked → 403; missing → 401.
+	if _, err := st.RevokeKey(context.Background(), store.VisiblePrefix(key)); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = s.do(t, "GET", "/sandboxes", nil)
+	wantError(t, resp, body, 403, "forbidden")
+	resp, body = (&stack{url: admin.url}).do(t, "GET", "/sandboxes", nil)
+	wantError(t, resp, body, 401, "unauthenticated")
+}
