@@ -23,56 +23,44 @@ import (
 // errorDomain tags the ErrorInfo detail that carries an errs code.
 const errorDomain = "opensandbox"
 
+// kindCodes maps error kinds to gRPC codes; the first entry of a code is the
+// kind it maps back to.
+var kindCodes = []struct {
+	kind errs.Kind
+	code codes.Code
+}{
+	{errs.KindInvalid, codes.InvalidArgument},
+	{errs.KindInvalid, codes.FailedPrecondition},
+	{errs.KindUnauthenticated, codes.Unauthenticated},
+	{errs.KindForbidden, codes.PermissionDenied},
+	{errs.KindNotFound, codes.NotFound},
+	{errs.KindConflict, codes.AlreadyExists},
+	{errs.KindConflict, codes.Aborted},
+	{errs.KindTooLarge, codes.OutOfRange},
+	{errs.KindQuota, codes.ResourceExhausted},
+	{errs.KindUnavailable, codes.Unavailable},
+	{errs.KindTimeout, codes.DeadlineExceeded},
+	{errs.KindTimeout, codes.Canceled},
+}
+
 // Code maps an error kind to its gRPC code.
 func Code(k errs.Kind) codes.Code {
-	switch k {
-	case errs.KindInvalid:
-		return codes.InvalidArgument
-	case errs.KindUnauthenticated:
-		return codes.Unauthenticated
-	case errs.KindForbidden:
-		return codes.PermissionDenied
-	case errs.KindNotFound:
-		return codes.NotFound
-	case errs.KindConflict:
-		return codes.AlreadyExists
-	case errs.KindTooLarge:
-		return codes.OutOfRange
-	case errs.KindQuota:
-		return codes.ResourceExhausted
-	case errs.KindUnavailable:
-		return codes.Unavailable
-	case errs.KindTimeout:
-		return codes.DeadlineExceeded
-	default:
-		return codes.Internal
+	for _, kc := range kindCodes {
+		if kc.kind == k {
+			return kc.code
+		}
 	}
+	return codes.Internal
 }
 
 // kindOf is the inverse of Code for errors that come without a detail.
 func kindOf(c codes.Code) errs.Kind {
-	switch c {
-	case codes.InvalidArgument, codes.FailedPrecondition:
-		return errs.KindInvalid
-	case codes.Unauthenticated:
-		return errs.KindUnauthenticated
-	case codes.PermissionDenied:
-		return errs.KindForbidden
-	case codes.NotFound:
-		return errs.KindNotFound
-	case codes.AlreadyExists, codes.Aborted:
-		return errs.KindConflict
-	case codes.OutOfRange:
-		return errs.KindTooLarge
-	case codes.ResourceExhausted:
-		return errs.KindQuota
-	case codes.Unavailable:
-		return errs.KindUnavailable
-	case codes.DeadlineExceeded, codes.Canceled:
-		return errs.KindTimeout
-	default:
-		return errs.KindInternal
+	for _, kc := range kindCodes {
+		if kc.code == c {
+			return kc.kind
+		}
 	}
+	return errs.KindInternal
 }
 
 // ToStatus turns an error into a gRPC status error carrying its errs code.

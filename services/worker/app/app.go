@@ -170,18 +170,11 @@ func Main(ctx context.Context) error {
 		go func() { defer close(pubDone); pub.Run(runCtx) }()
 	}
 
-	rt, err := runtime.NewPodman(ctx, cfg.PodmanURI, cfg.OCIRuntime)
-	if err != nil {
-		return err
-	}
-	mgr, err := sandbox.New(log, rt, cfg.Sandbox, sandbox.NewMetrics(reg))
+	mgr, err := OpenManager(ctx, log, reg, cfg.PodmanURI, cfg.OCIRuntime, cfg.Sandbox)
 	if err != nil {
 		return err
 	}
 	defer mgr.Close()
-	if err := mgr.Restore(ctx); err != nil {
-		return fmt.Errorf("restore sandboxes: %w", err)
-	}
 	w, err := New(log, reg, mgr, nc, cfg)
 	if err != nil {
 		return err
@@ -204,6 +197,24 @@ func Main(ctx context.Context) error {
 		log.Warn("nats flush at shutdown", "err", ferr)
 	}
 	return err
+}
+
+// OpenManager connects to the Podman service, starts a sandbox manager and
+// restores the sandboxes of a previous run. Close the manager when done.
+func OpenManager(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, podmanURI, ociRuntime string, cfg sandbox.Config) (*sandbox.Manager, error) {
+	rt, err := runtime.NewPodman(ctx, podmanURI, ociRuntime)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := sandbox.New(log, rt, cfg, sandbox.NewMetrics(reg))
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Restore(ctx); err != nil {
+		mgr.Close()
+		return nil, fmt.Errorf("restore sandboxes: %w", err)
+	}
+	return mgr, nil
 }
 
 // newPublisher sets up the event stream and the publisher that feeds it.

@@ -16,8 +16,8 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/httpx"
 	"github.com/opensandbox/opensandbox/services/shared/obs"
+	"github.com/opensandbox/opensandbox/services/worker/app"
 	"github.com/opensandbox/opensandbox/services/worker/httpapi"
-	"github.com/opensandbox/opensandbox/services/worker/runtime"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -56,18 +56,11 @@ func runCombined(ctx context.Context, log *slog.Logger, cfg Config) error {
 		go sweepSessions(ctx, log, st)
 		log.Info("PostgreSQL: API keys, quotas and sessions")
 	}
-	rt, err := runtime.NewPodman(ctx, cfg.PodmanURI, cfg.OCIRuntime)
-	if err != nil {
-		return err
-	}
-	mgr, err := sandbox.New(log, rt, cfg.Sandbox, sandbox.NewMetrics(reg))
+	mgr, err := app.OpenManager(ctx, log, reg, cfg.PodmanURI, cfg.OCIRuntime, cfg.Sandbox)
 	if err != nil {
 		return err
 	}
 	defer mgr.Close()
-	if err := mgr.Restore(ctx); err != nil {
-		return fmt.Errorf("restore sandboxes: %w", err)
-	}
 	return Serve(ctx, log, newCombinedApp(log, reg, mgr, cfg, pg), cfg.Addr, ModeCombined)
 }
 
