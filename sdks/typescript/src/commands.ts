@@ -1,5 +1,5 @@
 import { DataClient } from "./client.js";
-import { OpenSandboxError, TimeoutError, errorFromResponse, trueUnlessNotFound } from "./errors.js";
+import { NotFoundError, OpenSandboxError, TimeoutError, errorFromResponse, trueUnlessNotFound } from "./errors.js";
 import { StreamEvent, readEvents } from "./sse.js";
 import { toSdkError } from "./transport.js";
 
@@ -169,23 +169,23 @@ export class CommandHandle {
   }
 
   /**
-   * Opens the process's output stream (replay, then live); resolves once the
-   * stream answered, so an unknown pid throws here.
+   * Starts following the process's output stream (replay, then live) without
+   * waiting for it to open: a quiet process's stream may answer only with its
+   * first output or keepalive. Failures are reported by `wait()`.
    * @internal
    */
-  async follow(): Promise<void> {
+  follow(): void {
     if (this.following) return;
-    this.abort = new AbortController();
-    const { res, done } = await this.data.send({
-      method: "GET",
-      path: `/processes/${this.pid}/stream`,
-      headers: { Accept: "text/event-stream" },
-      timeoutMs: this.data.api.config.requestTimeoutMs,
-      signal: this.abort.signal,
-    });
-    done();
+    const abort = (this.abort = new AbortController());
     const c = this.collector;
     this.following = (async () => {
+      const { res, done } = await this.data.send({
+        method: "GET",
+        path: `/processes/${this.pid}/stream`,
+        headers: { Accept: "text/event-stream" },
+        signal: abort.signal,
+      });
+      done();
       try {
         for await (const ev of readEvents(res.body!)) if (c.take(ev)) break;
       } catch (err) {
@@ -197,8 +197,8 @@ export class CommandHandle {
   }
 
   /** Waits for the process to exit; throws TimeoutError if its timeout killed it. */
-  async wait(): Promise<CommandResult> {
-    await this.follow();
+  wait(): Promise<CommandResult> {
+    this.follow();
     return this.following!;
   }
 
@@ -271,7 +271,7 @@ export class Commands {
         });
       }
       const h = new CommandHandle(this.data, pid, opts.onStdout, opts.onStderr);
-      if (opts.onStdout || opts.onStderr) await h.follow();
+      if (opts.onStdout || opts.onStderr) h.follow();
       return h;
     }
     const limitMs = (opts.timeout ?? 60) * 1000;
@@ -323,10 +323,16 @@ export class Commands {
     return (ps ?? []).map((p) => ({ ...p, startedAt: p.startedAt ? new Date(p.startedAt) : undefined }));
   }
 
-  /** Follows a running (or recently finished) process: replay of its output, then live. */
+  /**
+   * Follows a running (or recently finished) process: replay of its output,
+   * then live. NotFoundError if the sandbox has no such process.
+   */
   async connect(pid: number, opts: { onStdout?: (d: string) => void; onStderr?: (d: string) => void } = {}): Promise<CommandHandle> {
+    if (!(await this.list()).some((p) => p.pid === pid)) {
+      throw new NotFoundError(`process ${pid} not found`, { status: 404, code: "process_not_found" });
+    }
     const h = new CommandHandle(this.data, pid, opts.onStdout, opts.onStderr);
-    await h.follow();
+    h.follow();
     return h;
   }
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
-import { CommandHandle, type Sandbox, TimeoutError } from "opensandbox";
+import { CommandHandle, OpenSandboxError, type Sandbox, TimeoutError } from "opensandbox";
 import { eventually, sandbox } from "./helpers.js";
 
 let sbx: Sandbox;
@@ -128,4 +128,22 @@ test("signal by name", async () => {
   const r = await f.wait();
   assert.equal(r.exitCode, 42);
   assert.match(r.stdout, /term/);
+});
+
+test("disconnect stops following; the process runs on", async () => {
+  const seen: string[] = [];
+  const h = await sbx.commands.run("echo first; read -r x; echo second:$x", {
+    background: true,
+    onStdout: (d) => seen.push(d),
+  });
+  await eventually(() => seen.join("") === "first\n", "the first line");
+  h.disconnect();
+  await assert.rejects(h.wait(), (err: unknown) => err instanceof OpenSandboxError && err.code === "aborted");
+  const me = (await sbx.commands.list()).find((p) => p.pid === h.pid);
+  assert.equal(me?.running, true, "still running after disconnect");
+  await h.sendStdin("x\n");
+  const again = await sbx.commands.connect(h.pid);
+  const r = await again.wait();
+  assert.equal(r.stdout, "first\nsecond:x\n");
+  assert.deepEqual(seen, ["first\n"], "no callbacks after disconnect");
 });

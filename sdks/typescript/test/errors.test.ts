@@ -40,6 +40,8 @@ test("NotFoundError for an unknown sandbox or file", async () => {
   await rejectsWith(sbx.files.read("/no/such/file"), NotFoundError, 404, "file_not_found");
   await rejectsWith(sbx.files.stat("/no/such/file"), NotFoundError, 404, "file_not_found");
   await rejectsWith(sbx.files.list("/no/such/dir"), NotFoundError, 404, "file_not_found");
+  await rejectsWith(sbx.commands.connect(999_999), NotFoundError, 404, "process_not_found");
+  await rejectsWith(sbx.pty.connect("no-such-session"), NotFoundError, 404, "pty_not_found");
 });
 
 test("InvalidArgumentError for requests the server refuses", async () => {

@@ -39,6 +39,9 @@ test("write and read text, bytes and streams", async () => {
   await sbx.files.write("/tmp/f/node.txt", Readable.from([Buffer.from("node "), Buffer.from("readable")]));
   assert.equal(await sbx.files.read("/tmp/f/node.txt"), "node readable");
 
+  await sbx.files.write("/tmp/f/ab.txt", new TextEncoder().encode("array buffer").buffer);
+  assert.equal(await sbx.files.read("/tmp/f/ab.txt"), "array buffer");
+
   await sbx.files.write("/tmp/f/blob.txt", new Blob(["blob"]));
   assert.equal(await sbx.files.read("/tmp/f/blob.txt"), "blob");
 
@@ -110,8 +113,10 @@ test("watch sees creates, writes, renames and removes until stopped", async () =
   });
   const has = (type: string, path: string) => events.some((e) => e.type === type && e.path === path);
 
-  await sbx.files.write("/tmp/watched/a.txt", "a");
-  await eventually(() => has("create", "/tmp/watched/a.txt") && has("write", "/tmp/watched/a.txt"), "create+write of a.txt");
+  await sbx.files.write("/tmp/watched/a.txt", "a"); // uploads land by rename: a create
+  await eventually(() => has("create", "/tmp/watched/a.txt"), "the create of a.txt");
+  await sbx.commands.run("echo more >> /tmp/watched/a.txt");
+  await eventually(() => has("write", "/tmp/watched/a.txt"), "the write to a.txt");
   await sbx.files.write("/tmp/watched/sub/deep.txt", "d");
   await eventually(() => has("create", "/tmp/watched/sub/deep.txt"), "a create in a subdirectory");
   await sbx.files.rename("/tmp/watched/a.txt", "/tmp/watched/b.txt");

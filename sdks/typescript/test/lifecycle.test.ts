@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { NotFoundError, Sandbox, SandboxGoneError } from "opensandbox";
-import { sandbox } from "./helpers.js";
+import { eventually, sandbox } from "./helpers.js";
 
 test("create answers a running sandbox with what was asked", async () => {
   const sbx = await sandbox({
@@ -86,4 +86,12 @@ test("default template is base (bash and python3 present)", async () => {
   const r = await sbx.commands.run("bash -c 'echo $BASH_VERSION' && python3 -c 'print(6*7)'");
   assert.equal(r.exitCode, 0);
   assert.match(r.stdout, /^\d+\.\d+.*\n42\n$/);
+});
+
+test("a sandbox whose timeout passes is gone", async () => {
+  const sbx = await sandbox();
+  await sbx.setTimeout(1);
+  await eventually(async () => !(await sbx.isRunning()), "the timeout to end the sandbox", 15_000);
+  await assert.rejects(sbx.commands.run("true"), SandboxGoneError);
+  assert.equal(await sbx.kill(), false);
 });

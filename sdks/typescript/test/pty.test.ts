@@ -20,13 +20,13 @@ test("PTY: stty size follows resize; exit code comes back", async () => {
   const pty = await sbx.pty.create({ cols: 80, rows: 24, onData: out.onData });
   assert.ok(pty.sessionId);
   await pty.sendInput("stty size; echo $TERM\n");
-  await eventually(() => /\r?\n24 80\r?\nxterm-256color/.test(out.text), "stty size to print 24 80");
+  await eventually(() => /[\r\n]24 80\r\nxterm-256color\r\n/.test(out.text), "stty size to print 24 80");
   await pty.resize(120, 40);
   await pty.sendInput(new TextEncoder().encode("stty size\n"));
-  await eventually(() => /\r?\n40 120\r?\n/.test(out.text), "stty size to print 40 120");
+  await eventually(() => /[\r\n]40 120\r\n/.test(out.text), "stty size to print 40 120");
   // A terminal: the shell knows it is on one.
   await pty.sendInput("tty >/dev/null && echo is-a-tty\n");
-  await eventually(() => /\nis-a-tty/.test(out.text), "the tty check");
+  await eventually(() => /[\r\n]is-a-tty\r\n/.test(out.text), "the tty check");
   await pty.sendInput("exit 3\n");
   assert.equal(await pty.wait(), 3);
 });

@@ -5,7 +5,6 @@ import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { Sandbox } from "opensandbox";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -18,9 +17,7 @@ test("the README's quick start runs as written", async () => {
   // Inside the package folder, "opensandbox" resolves to this package.
   const file = join(pkg, "dist-test", "quickstart.mjs");
   await writeFile(file, code);
-  const before = new Set((await Sandbox.list()).map((s) => s.sandboxId));
   const { stdout } = await promisify(execFile)(process.execPath, [file], { timeout: 60_000 });
   assert.equal(stdout, "2\n");
-  const left = (await Sandbox.list()).filter((s) => !before.has(s.sandboxId));
-  assert.deepEqual(left, [], "the quick start kills its sandbox");
+  // That it killed its sandbox, scripts/with-server.sh checks at the end of the run.
 });
