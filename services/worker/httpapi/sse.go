@@ -33,6 +33,9 @@ func serveSSE(c *fiber.Ctx, src sseSource, cancel context.CancelFunc) error {
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no") // proxies must not hold events back
+	// The client learns that the stream is open at once, not with the first
+	// event, which for a silent process comes only with the keepalive.
+	c.Context().Response.ImmediateHeaderFlush = true
 	conn := c.Context().Conn()
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		stop := watchHangup(conn, cancel)
