@@ -29,6 +29,10 @@ type Sandboxes interface {
 	ReadFile(ctx context.Context, id, path, rangeHdr string) (*sandbox.FileReader, error)
 	WriteFile(ctx context.Context, id, path, mode string, r io.Reader, size int64) (api.EntryInfo, error)
 	ListDir(ctx context.Context, id, path string, depth int) ([]api.EntryInfo, error)
+
+	ExecStream(ctx context.Context, id string, p api.ProcessConfig, emit func(api.ProcessEvent) error) error
+	CreatePTY(ctx context.Context, id string, cfg api.PTYConfig) (api.PTYSession, error)
+	AttachPTY(ctx context.Context, id, sessionID string) (*sandbox.PTYConn, error)
 }
 
 var _ Sandboxes = (*sandbox.Manager)(nil)
