@@ -46,13 +46,7 @@ func run(t *testing.T, m *sandbox.Manager, id string, p api.ProcessConfig) api.P
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sandboxtest.Eventually(t, within, what, cond)
 }
 
 func TestLifecycle(t *testing.T) {

@@ -150,3 +150,15 @@ func ExpectNoContainers(t testing.TB, rt runtime.Runtime, workerID string) {
 		rt.Remove(ctx, c.Name)
 	}
 }
+
+// Eventually polls cond until it holds, failing the test when within passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true within %s", what, within)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}

@@ -185,11 +185,5 @@ func inotifyInstances(t *testing.T, pid int) int {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	sandboxtest.Eventually(t, within, what, cond)
 }
