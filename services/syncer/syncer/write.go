@@ -17,9 +17,10 @@ type row struct {
 	payload []byte
 }
 
-// The batch goes to a temporary table with COPY, then into the real tables
-// with one statement each. Every statement is idempotent on its key, so a
-// batch that is redelivered after a crash writes nothing twice.
+// Command events are copied straight into command_logs; when that hits an
+// event already written (a redelivery), and for every other event, the batch
+// goes to a temporary table with COPY and then into the real tables with one
+// statement each, each idempotent on its key: nothing is written twice.
 const (
 	// Command events (the bulk) arrive as typed columns, so PostgreSQL parses
 	// no JSON for them; other events carry their payload.
@@ -105,6 +106,58 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, rows []row) error {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	var cmds, rest []row
+	for _, r := range rows {
+		if r.ev.Type == events.TypeCommand && r.ev.Command != nil {
+			cmds = append(cmds, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	if len(cmds) > 0 {
+		copied, err := copyCommands(ctx, tx, cmds)
+		if err != nil {
+			return err
+		}
+		if !copied {
+			rest = append(rest, cmds...)
+		}
+	}
+	if len(rest) > 0 {
+		if err := writeIdempotent(ctx, tx, rest); err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+var commandColumns = []string{"event_id", "sandbox_id", "command", "args", "cwd", "exit_code", "duration_ms", "stdout_len", "stderr_len", "created_at"}
+
+// copyCommands is the fast path for the bulk of events: COPY straight into
+// command_logs. A redelivered event makes it fail on the primary key; then it
+// rolls back to its savepoint and reports false, and the caller writes those
+// rows through the idempotent path instead.
+func copyCommands(ctx context.Context, tx pgx.Tx, cmds []row) (bool, error) {
+	if _, err := tx.Exec(ctx, "SAVEPOINT copy_commands"); err != nil {
+		return false, err
+	}
+	src := make([][]any, len(cmds))
+	for i, r := range cmds {
+		v := r.values()
+		src[i] = []any{v[0], v[2], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[6]}
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"command_logs"}, commandColumns, pgx.CopyFromRows(src))
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "23505" { // unique_violation
+		_, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT copy_commands")
+		return false, err
+	}
+	return err == nil, err
+}
+
+// writeIdempotent writes rows through a temporary table with statements that
+// are each idempotent on their key.
+func writeIdempotent(ctx context.Context, tx pgx.Tx, rows []row) error {
 	if _, err := tx.Exec(ctx, createIncoming); err != nil {
 		return err
 	}
@@ -120,7 +173,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, rows []row) error {
 			return err
 		}
 	}
-	return tx.Commit(ctx)
+	return nil
 }
 
 // statementsFor returns the statements a batch needs: most batches are only
