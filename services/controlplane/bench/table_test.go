@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/opensandbox/opensandbox/services/shared/pgtest"
 )
 
 // row is one line of the table printed after the benchmarks.
@@ -54,6 +56,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	pgtest.StopShared()
 	printTable()
 	os.Exit(code)
 }
