@@ -57,6 +57,11 @@ func TestCombinedWithPostgres(t *testing.T) {
 	resp, body = s.do(t, "POST", "/sandboxes/"+a.SandboxID+"/timeout", strings.NewReader(`{"timeout":121}`))
 	wantError(t, resp, body, 400, "invalid_argument")
 	s.json(t, "POST", "/sandboxes/"+a.SandboxID+"/commands", api.ProcessConfig{Cmd: "true"}, 200, nil)
+	// The interactive routes are there with PostgreSQL too (a streamed run).
+	resp, body = s.do(t, "POST", "/sandboxes/"+a.SandboxID+"/commands", strings.NewReader(`{"cmd":"echo streamed","stream":true}`))
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") || !strings.Contains(string(body), `"type":"exit"`) {
+		t.Fatalf("streamed run: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
 
 	// Another org sees nothing of this one.
 	resp, body = other.do(t, "GET", "/sandboxes/"+a.SandboxID, nil)

@@ -12,16 +12,20 @@ import (
 // Tracked wraps an in-process sandbox manager (combined mode with
 // PostgreSQL) so that creates take a quota slot and leave a session row, and
 // timeouts respect the org's maximum. Kills and timeouts reach the tracker
-// through the manager's OnDestroy hook. Every other method passes through.
+// through the manager's OnDestroy hook. Every other method (the data path,
+// processes, terminals, watch) is the manager's own.
 type Tracked struct {
-	httpapi.Sandboxes
+	*sandbox.Manager
 	t *Tracker
 }
 
-var _ httpapi.Sandboxes = Tracked{}
+var (
+	_ httpapi.Sandboxes   = Tracked{}
+	_ httpapi.Interactive = Tracked{}
+)
 
-// Track wraps sb.
-func Track(sb httpapi.Sandboxes, t *Tracker) Tracked { return Tracked{Sandboxes: sb, t: t} }
+// Track wraps mgr.
+func Track(mgr *sandbox.Manager, t *Tracker) Tracked { return Tracked{Manager: mgr, t: t} }
 
 // Create checks the org's limits, creates, and records the session.
 func (s Tracked) Create(ctx context.Context, cfg api.SandboxConfig, opts sandbox.CreateOptions) (api.Sandbox, error) {
@@ -33,13 +37,13 @@ func (s Tracked) Create(ctx context.Context, cfg api.SandboxConfig, opts sandbox
 	if err != nil {
 		return api.Sandbox{}, err
 	}
-	sb, err := s.Sandboxes.Create(ctx, cfg, opts)
+	sb, err := s.Manager.Create(ctx, cfg, opts)
 	if err != nil {
 		s.t.Abort(ctx, r)
 		return api.Sandbox{}, err
 	}
 	if err := s.t.Created(ctx, r, sb, cfg); err != nil {
-		s.Sandboxes.Kill(context.WithoutCancel(ctx), sb.SandboxID)
+		s.Manager.Kill(context.WithoutCancel(ctx), sb.SandboxID)
 		return api.Sandbox{}, err
 	}
 	return sb, nil
@@ -58,7 +62,7 @@ func (s Tracked) SetTimeout(ctx context.Context, id string, d time.Duration) (ap
 	if err := CheckTimeout(org, int(d.Seconds())); err != nil {
 		return api.Sandbox{}, err
 	}
-	sb, err := s.Sandboxes.SetTimeout(ctx, id, d)
+	sb, err := s.Manager.SetTimeout(ctx, id, d)
 	if err != nil {
 		return sb, err
 	}
