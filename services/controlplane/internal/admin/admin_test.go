@@ -1,0 +1,77 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
+	"github.com/opensandbox/opensandbox/services/shared/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
+}
+
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := Run(context.Background(), args, &out); err != nil {
+		t.Fatalf("admin %v: %v", args, err)
+	}
+	return out.String()
+}
+
+func TestAdminCommands(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	t.Setenv("DATABASE_URL", dsn)
+	if out := run(t, "seed"); !strings.Contains(out, `API key "test-key"`) {
+		t.Fatalf("seed: %s", out)
+	}
+	if out := run(t, "seed"); !strings.Contains(out, "already exist") {
+		t.Fatalf("second seed: %s", out)
+	}
+	run(t, "create-org", "-slug", "acme", "-max-sandboxes", "3", "-max-timeout", "600")
+	out := run(t, "create-key", "-org", "acme", "-name", "ci", "-expires", "720h")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	key := lines[len(lines)-1]
+	if !strings.HasPrefix(key, "osb_") || len(key) != 44 {
+		t.Fatalf("create-key printed %q", out)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, dsn, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, k := range []string{key, "test-key"} {
+		owner, err := st.KeyByHash(ctx, store.HashKey(k))
+		if err != nil || owner.Key.RevokedAt != nil {
+			t.Fatalf("key %s: %+v %v", store.VisiblePrefix(k), owner, err)
+		}
+	}
+	run(t, "set-quota", "-org", "acme", "-max-sandboxes", "7")
+	if o, _ := st.OrgBySlug(ctx, "acme"); o.MaxConcurrentSandboxes != 7 || o.MaxSandboxTimeoutSec != 600 {
+		t.Fatalf("quota %+v", o)
+	}
+	if out := run(t, "list-keys", "-org", "acme"); !strings.Contains(out, store.VisiblePrefix(key)) || !strings.Contains(out, "active") || strings.Contains(out, key) {
+		t.Fatalf("list-keys: %s", out)
+	}
+	run(t, "revoke-key", store.VisiblePrefix(key))
+	if out := run(t, "list-keys", "-org", "acme"); !strings.Contains(out, "revoked") {
+		t.Fatalf("list after revoke: %s", out)
+	}
+	var out2 bytes.Buffer
+	for _, args := range [][]string{{"revoke-key", store.VisiblePrefix(key)}, {"create-key", "-org", "nope"}, {"bogus"}, {"create-org"}} {
+		if err := Run(ctx, args, &out2); err == nil {
+			t.Errorf("admin %v succeeded", args)
+		}
+	}
+	if out := run(t, "help"); !strings.Contains(out, "create-key") {
+		t.Fatalf("help: %s", out)
+	}
+}
