@@ -221,7 +221,11 @@ func (a *API) list(c *fiber.Ctx) error {
 		return errs.Unavailable("database_unavailable", "cannot list sandboxes now").WithCause(err)
 	}
 	out := make([]api.Sandbox, 0, len(rows))
+	now := time.Now()
 	for _, s := range rows {
+		if s.EndAt != nil && s.EndAt.Before(now) {
+			continue // ended on its worker; the sweep closes the session soon
+		}
 		out = append(out, sandboxOf(s))
 	}
 	return c.JSON(out)
