@@ -70,8 +70,13 @@ func TestPTYThroughManagerIsRecorded(t *testing.T) {
 		got[1].PTY.BytesIn != 18 || got[1].PTY.EndedAt == nil || got[0].SandboxID != sb.SandboxID {
 		t.Fatalf("pty events %+v", got)
 	}
-	if _, err := m.AttachPTY(ctx, sb.SandboxID, "nope"); !errors.Is(err, errs.New(errs.KindNotFound, "pty_not_found", "")) {
+	if _, err := m.AttachPTY(ctx, sb.SandboxID, "0123abcd"); !errors.Is(err, errs.New(errs.KindNotFound, "pty_not_found", "")) {
 		t.Fatalf("attach to an unknown session: %v", err)
+	}
+	for _, bad := range []string{"..", "../processes", "a/b", "ABC", ""} {
+		if err := m.PTYExists(ctx, sb.SandboxID, bad); !errors.Is(err, errs.New(errs.KindNotFound, "pty_not_found", "")) {
+			t.Errorf("session id %q: %v", bad, err)
+		}
 	}
 }
 

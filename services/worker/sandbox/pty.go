@@ -2,17 +2,37 @@ package sandbox
 
 import (
 	"context"
+	"regexp"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/agentapi"
 	"github.com/opensandbox/opensandbox/services/shared/api"
 	"github.com/opensandbox/opensandbox/services/shared/errs"
 	"github.com/opensandbox/opensandbox/services/shared/events"
+	"github.com/opensandbox/opensandbox/services/worker/internal/agentclient"
 	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
 )
 
 // maxTermSize bounds cols and rows (the kernel keeps them in 16 bits).
 const maxTermSize = 4096
+
+var sessionIDRE = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
+
+// errPTYNotFound answers for unknown (and malformed) session ids.
+var errPTYNotFound = errs.NotFound("pty_not_found", "no such terminal session")
+
+// ptyAgent returns the agent of a sandbox after checking that sessionID
+// is shaped like the agent's ids, so that it is safe in a URL path.
+func (m *Manager) ptyAgent(id, sessionID string) (*agentclient.Client, error) {
+	a, err := m.agentFor(id)
+	if err != nil {
+		return nil, err
+	}
+	if !sessionIDRE.MatchString(sessionID) {
+		return nil, errPTYNotFound
+	}
+	return a, nil
+}
 
 // CreatePTY starts a shell on a new terminal in the sandbox: by default
 // 80x24, /bin/bash where it exists else /bin/sh, TERM=xterm-256color. The
@@ -49,7 +69,7 @@ func (m *Manager) CreatePTY(ctx context.Context, id string, cfg api.PTYConfig) (
 // PTYExists reports (as an error) whether a terminal session exists; a
 // WebSocket handler checks it before upgrading.
 func (m *Manager) PTYExists(ctx context.Context, id, sessionID string) error {
-	a, err := m.agentFor(id)
+	a, err := m.ptyAgent(id, sessionID)
 	if err != nil {
 		return err
 	}
@@ -62,7 +82,7 @@ func (m *Manager) ResizePTY(ctx context.Context, id, sessionID string, cols, row
 	if cols < 1 || rows < 1 || cols > maxTermSize || rows > maxTermSize {
 		return errs.Invalid("cols and rows must be between 1 and %d", maxTermSize)
 	}
-	a, err := m.agentFor(id)
+	a, err := m.ptyAgent(id, sessionID)
 	if err != nil {
 		return err
 	}
@@ -71,7 +91,7 @@ func (m *Manager) ResizePTY(ctx context.Context, id, sessionID string, cols, row
 
 // KillPTY kills a session's shell and everything it started.
 func (m *Manager) KillPTY(ctx context.Context, id, sessionID string) error {
-	a, err := m.agentFor(id)
+	a, err := m.ptyAgent(id, sessionID)
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,9 @@ func (m *Manager) AttachPTY(ctx context.Context, id, sessionID string) (*PTYConn
 	if err != nil {
 		return nil, err
 	}
+	if !sessionIDRE.MatchString(sessionID) {
+		return nil, errPTYNotFound
+	}
 	actx, cancel := b.scope(ctx)
 	rw, err := b.agent.AttachPTY(actx, sessionID)
 	if err != nil {
