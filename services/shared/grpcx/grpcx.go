@@ -180,8 +180,8 @@ func (secretCreds) RequireTransportSecurity() bool { return false }
 type DialOptions struct {
 	Secret  string
 	Metrics *Metrics // optional
-	// TransportCredentials defaults to plaintext (the cluster network);
-	// pass TLS credentials to encrypt and verify the worker.
+	// Transport defaults to plaintext (the cluster network); ClientCreds
+	// encrypts, verifies the worker and can present a client certificate.
 	Transport grpc.DialOption
 }
 
@@ -207,8 +207,9 @@ func NewClient(addr string, o DialOptions) (*grpc.ClientConn, error) {
 const MaxMessage = 64 << 20
 
 // ServerOptions returns the options of a worker's gRPC server: the secret
-// checked on every call, metrics, and errors mapped to status codes.
-func ServerOptions(auth *SecretAuth, m *Metrics) []grpc.ServerOption {
+// checked on every call, metrics, errors mapped to status codes, and extra
+// options (ServerCreds for TLS).
+func ServerOptions(auth *SecretAuth, m *Metrics, extra ...grpc.ServerOption) []grpc.ServerOption {
 	unary := []grpc.UnaryServerInterceptor{}
 	stream := []grpc.StreamServerInterceptor{}
 	if m != nil {
@@ -217,13 +218,13 @@ func ServerOptions(auth *SecretAuth, m *Metrics) []grpc.ServerOption {
 	}
 	unary = append(unary, auth.Unary, statusUnary)
 	stream = append(stream, auth.Stream, statusStream)
-	return []grpc.ServerOption{
+	return append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(MaxMessage),
 		grpc.MaxSendMsgSize(MaxMessage),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	}
+	}, extra...)
 }
 
 // statusUnary maps handler errors to status errors in one place.

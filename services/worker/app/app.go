@@ -78,9 +78,17 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, nc heartbeat.P
 	})
 	httpapi.New(mgr, cfg.MaxUpload).MountData(data)
 
+	var extra []grpc.ServerOption
+	if cfg.GRPCTLS.Enabled() {
+		creds, err := grpcx.ServerCreds(cfg.GRPCTLS)
+		if err != nil {
+			return nil, err
+		}
+		extra = append(extra, creds)
+	}
 	gs := grpc.NewServer(grpcx.ServerOptions(
 		grpcx.NewSecretAuth(cfg.ClusterSecret, func(string) { authFailures.WithLabelValues("grpc", "cluster_secret").Inc() }),
-		grpcx.NewMetrics(reg, "server"),
+		grpcx.NewMetrics(reg, "server"), extra...,
 	)...)
 	workerv1.RegisterSandboxWorkerServer(gs, grpcserver.New(mgr))
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/config"
+	"github.com/opensandbox/opensandbox/services/shared/grpcx"
 	"github.com/opensandbox/opensandbox/services/worker/heartbeat"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 )
@@ -31,6 +32,9 @@ type Config struct {
 	ClusterSecret     string // the control plane's credential on gRPC (and /metrics)
 	HeartbeatInterval time.Duration
 	PublishEvents     bool
+	// GRPCTLS serves gRPC over TLS with this certificate; with a CA the
+	// control plane must present a certificate signed by it (mutual TLS).
+	GRPCTLS grpcx.TLSFiles
 
 	LogLevel   string
 	PodmanURI  string
@@ -60,12 +64,17 @@ func LoadConfig() (Config, error) {
 		ClusterSecret:     e.String("OPENSANDBOX_WORKER_SECRET", ""),
 		HeartbeatInterval: e.Duration("OPENSANDBOX_HEARTBEAT_INTERVAL", heartbeat.DefaultInterval),
 		PublishEvents:     e.Bool("OPENSANDBOX_PUBLISH_EVENTS", true),
-		LogLevel:          e.String("OPENSANDBOX_LOG_LEVEL", "info"),
-		PodmanURI:         e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
-		OCIRuntime:        e.String("OPENSANDBOX_OCI_RUNTIME", ""),
-		MaxUpload:         e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
-		Version:           e.String("OPENSANDBOX_VERSION", "dev"),
-		Sandbox:           sandbox.ConfigFromEnv(e),
+		GRPCTLS: grpcx.TLSFiles{
+			Cert: e.String("OPENSANDBOX_GRPC_TLS_CERT", ""),
+			Key:  e.String("OPENSANDBOX_GRPC_TLS_KEY", ""),
+			CA:   e.String("OPENSANDBOX_GRPC_TLS_CA", ""),
+		},
+		LogLevel:   e.String("OPENSANDBOX_LOG_LEVEL", "info"),
+		PodmanURI:  e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
+		OCIRuntime: e.String("OPENSANDBOX_OCI_RUNTIME", ""),
+		MaxUpload:  e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
+		Version:    e.String("OPENSANDBOX_VERSION", "dev"),
+		Sandbox:    sandbox.ConfigFromEnv(e),
 	}
 	if os.Getenv("OPENSANDBOX_WORKER_ID") == "" {
 		// "local" is the combined server's id; a worker on the same Podman
@@ -96,6 +105,8 @@ func (c Config) Validate() error {
 		return errors.New("OPENSANDBOX_HEARTBEAT_INTERVAL must be positive")
 	case c.MaxUpload <= 0:
 		return errors.New("OPENSANDBOX_MAX_UPLOAD_BYTES must be positive")
+	case c.GRPCTLS.Enabled() && (c.GRPCTLS.Cert == "" || c.GRPCTLS.Key == ""):
+		return errors.New("gRPC TLS needs OPENSANDBOX_GRPC_TLS_CERT and OPENSANDBOX_GRPC_TLS_KEY")
 	}
 	if _, err := strconv.Atoi(portOf(c.GRPCListen)); err != nil {
 		return fmt.Errorf("OPENSANDBOX_GRPC_PORT: %w", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/registry"
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/config"
+	"github.com/opensandbox/opensandbox/services/shared/grpcx"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 )
 
@@ -41,6 +42,9 @@ type Config struct {
 	WorkerSecret  string // the control plane's credential on workers' gRPC
 	DefaultRegion string
 	StaleAfter    time.Duration
+	// GRPCTLS dials workers over TLS: their certificates verified against
+	// the CA, this certificate presented for mutual TLS.
+	GRPCTLS grpcx.TLSFiles
 }
 
 // LoadConfig reads the environment and validates the result.
@@ -62,6 +66,11 @@ func LoadConfig() (Config, error) {
 		WorkerSecret:  e.String("OPENSANDBOX_WORKER_SECRET", ""),
 		DefaultRegion: e.String("OPENSANDBOX_DEFAULT_REGION", "local"),
 		StaleAfter:    e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
+		GRPCTLS: grpcx.TLSFiles{
+			Cert: e.String("OPENSANDBOX_GRPC_TLS_CERT", ""),
+			Key:  e.String("OPENSANDBOX_GRPC_TLS_KEY", ""),
+			CA:   e.String("OPENSANDBOX_GRPC_TLS_CA", ""),
+		},
 	}
 	if err := e.Err(); err != nil {
 		return c, err

@@ -51,7 +51,13 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 		return nil, err
 	}
 	pg := newPGParts(log, reg, st, cfg)
-	pool := workerclient.New(grpcx.DialOptions{Secret: cfg.WorkerSecret, Metrics: grpcx.NewMetrics(reg, "client")})
+	dial := grpcx.DialOptions{Secret: cfg.WorkerSecret, Metrics: grpcx.NewMetrics(reg, "client")}
+	if cfg.GRPCTLS.Enabled() {
+		if dial.Transport, err = grpcx.ClientCreds(cfg.GRPCTLS); err != nil {
+			return nil, err
+		}
+	}
+	pool := workerclient.New(dial)
 	workers := registry.New(log, registry.Config{
 		StaleAfter: cfg.StaleAfter,
 		OnBeat: func(w registry.Worker) {
