@@ -192,7 +192,13 @@ func BenchmarkInteractiveTransfer1GiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	var up, down, cp []time.Duration
-	dir, err := os.MkdirTemp(filepath.Dir(os.Getenv("OPENSANDBOX_DATA_DIR")+"/x"), "osb-bench-cp-")
+	// The copy runs where the server keeps its data (make bench sets it),
+	// which is on the disk that holds the sandboxes here.
+	parent := os.Getenv("OPENSANDBOX_DATA_DIR")
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	dir, err := os.MkdirTemp(parent, "osb-bench-cp-")
 	if err != nil {
 		b.Fatal(err)
 	}
