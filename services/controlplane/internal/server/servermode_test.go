@@ -225,6 +225,18 @@ func TestServerModeQuotaKeysAndOrgs(t *testing.T) {
 	resp, body = sk.do(t, "GET", "/sessions?status=bogus", nil)
 	wantError(t, resp, body, 400, "invalid_argument")
 
+	// A sandbox that reaches its end on the worker is gone through the
+	// control plane too, and its session is closed.
+	var short api.Sandbox
+	c.cp.json(t, "POST", "/sandboxes", api.SandboxConfig{TemplateID: "busybox", Timeout: 1}, 201, &short)
+	pollUntil(t, 20*time.Second, "the 1 s sandbox to end", func() bool {
+		resp, _ := c.cp.do(t, "GET", "/sandboxes/"+short.SandboxID, nil)
+		return resp.StatusCode == 404
+	})
+	if s, _ := c.st.Session(ctx, short.SandboxID); s.Status != api.StatusStopped {
+		t.Fatalf("session of an ended sandbox: %+v", s)
+	}
+
 	// Deleting frees the slot.
 	resp, _ = sk.do(t, "DELETE", "/sandboxes/"+sb.SandboxID, nil)
 	if resp.StatusCode != 204 {

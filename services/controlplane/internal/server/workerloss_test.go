@@ -36,7 +36,7 @@ func workerBinary(t *testing.T) string {
 			return
 		}
 		workerBin = filepath.Join(dir, "opensandbox-worker")
-		cmd := exec.Command("go", "build", "-o", workerBin, "github.com/opensandbox/opensandbox/services/worker")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", workerBin, "github.com/opensandbox/opensandbox/services/worker")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0",
 			"GOFLAGS=-tags=remote,containers_image_openpgp,exclude_graphdriver_btrfs,exclude_graphdriver_devicemapper")
 		if out, err := cmd.CombinedOutput(); err != nil {
