@@ -76,8 +76,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Config configures a registry.
 type Config struct {
 	StaleAfter time.Duration
-	// OnBeat (optional) sees every heartbeat, after the registry took it.
-	OnBeat func(Worker)
 	// OnDrop (optional) is called, outside the registry's lock, for each
 	// worker dropped as stale.
 	OnDrop func(Worker)
@@ -123,9 +121,6 @@ func (r *Registry) Observe(hb *workerv1.Heartbeat) {
 		r.metrics.Beats.Inc()
 	}
 	r.updateGauges()
-	if r.cfg.OnBeat != nil {
-		r.cfg.OnBeat(w)
-	}
 }
 
 // Placed counts a sandbox placed on a worker until its next heartbeat

@@ -14,11 +14,9 @@ import (
 func TestStaleWorkersAreDropped(t *testing.T) {
 	now := time.Unix(1000, 0)
 	var dropped []string
-	var beats int
 	m := NewMetrics(prometheus.NewRegistry())
 	r := New(slog.New(slog.NewTextHandler(io.Discard, nil)), Config{
 		StaleAfter: 15 * time.Second,
-		OnBeat:     func(Worker) { beats++ },
 		OnDrop:     func(w Worker) { dropped = append(dropped, w.ID) },
 	}, m)
 	r.now = func() time.Time { return now }
@@ -29,8 +27,8 @@ func TestStaleWorkersAreDropped(t *testing.T) {
 	beat("b", "eu", 2)
 	beat("c", "us", 3)
 	r.Observe(&workerv1.Heartbeat{}) // no id: ignored
-	if len(r.List()) != 3 || len(r.Region("eu")) != 2 || beats != 3 {
-		t.Fatalf("list %v, beats %d", r.List(), beats)
+	if len(r.List()) != 3 || len(r.Region("eu")) != 2 || testutil.ToFloat64(m.Beats) != 3 {
+		t.Fatalf("list %v, beats %v", r.List(), testutil.ToFloat64(m.Beats))
 	}
 	if testutil.ToFloat64(m.Workers.WithLabelValues("eu")) != 2 {
 		t.Fatal("registry size gauge")

@@ -60,14 +60,6 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 	pool := workerclient.New(dial)
 	workers := registry.New(log, registry.Config{
 		StaleAfter: cfg.StaleAfter,
-		OnBeat: func(w registry.Worker) {
-			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			if err := st.UpsertWorker(wctx, store.Worker{ID: w.ID, Region: w.Region, GRPCAddr: w.GRPCAddr, HTTPAddr: w.HTTPAddr,
-				Capacity: w.Capacity, Current: w.Current, LastHeartbeat: w.LastSeen}); err != nil {
-				log.Warn("record worker heartbeat", "worker_id", w.ID, "err", err)
-			}
-		},
 		OnDrop: func(w registry.Worker) {
 			pool.Forget(w.GRPCAddr)
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -91,6 +83,7 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 		pool.Close()
 	}()
 	go workers.Run(ctx, time.Second)
+	go recordWorkers(ctx, log, st, workers)
 
 	capi := cluster.New(log, cluster.Config{DefaultRegion: cfg.DefaultRegion}, pg.tracker, st, workers, pool, tokens,
 		placement.New(placement.DefaultK, uint64(time.Now().UnixNano())), cluster.NewMetrics(reg))
@@ -103,4 +96,29 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 	keyed.Get("/sessions", pg.tracker.Handler())
 	capi.Mount(keyed)
 	return app, nil
+}
+
+// recordWorkers copies the registry into the workers table every few
+// seconds, away from the heartbeat path: a slow database never delays beats
+// (and so never makes a worker look stale).
+func recordWorkers(ctx context.Context, log *slog.Logger, st *store.Store, reg *registry.Registry) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, w := range reg.List() {
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := st.UpsertWorker(wctx, store.Worker{ID: w.ID, Region: w.Region, GRPCAddr: w.GRPCAddr, HTTPAddr: w.HTTPAddr,
+				Capacity: w.Capacity, Current: w.Current, LastHeartbeat: w.LastSeen})
+			cancel()
+			if err != nil {
+				log.Warn("record worker", "worker_id", w.ID, "err", err)
+				break
+			}
+		}
+	}
 }
