@@ -212,17 +212,35 @@ def run_read_timeout(timeout: Optional[float], request_timeout: float) -> float:
 
 
 class SSEDecoder:
-    """Decodes Server-Sent Events line by line into JSON objects.
+    """Decodes a Server-Sent Events byte stream into JSON objects.
 
-    Feed it each line without its line ending; it returns the decoded
-    ``data`` object when a blank line completes an event, else ``None``.
+    :meth:`feed` takes raw chunks as they arrive (lines may be split across
+    chunks) and returns the ``data`` objects of the events they complete.
     Comments (``: keepalive``) and ``event:``/``id:`` lines are skipped.
     """
 
     def __init__(self) -> None:
+        self._partial: List[bytes] = []
         self._data: List[str] = []
 
-    def feed(self, line: str) -> Optional[Dict[str, Any]]:
+    def feed(self, chunk: bytes) -> List[Dict[str, Any]]:
+        events: List[Dict[str, Any]] = []
+        if b"\n" not in chunk:
+            if chunk:
+                self._partial.append(chunk)
+            return events
+        lines = chunk.split(b"\n")
+        if self._partial:
+            lines[0] = b"".join(self._partial) + lines[0]
+        rest = lines.pop()
+        self._partial = [rest] if rest else []
+        for raw in lines:
+            event = self._line(raw.rstrip(b"\r").decode("utf-8", "replace"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _line(self, line: str) -> Optional[Dict[str, Any]]:
         if line == "":
             if not self._data:
                 return None

@@ -133,7 +133,7 @@ def test_async_files_transfer_and_watch(tmp_path):
             events = []
             cb_watch = await f.watch("/tmp/w", on_event=events.append)
             it_watch = await f.watch("/tmp/w")
-            await f.write("/tmp/w/new.txt", "n")
+            await sbx.commands.run("touch /tmp/w/new.txt")
             first = await asyncio.wait_for(it_watch.__aiter__().__anext__(), 10)
             assert (first.type, first.path) == ("create", "/tmp/w/new.txt")
             await apoll(lambda: any(e.path == "/tmp/w/new.txt" for e in events), what="watch callback")

@@ -129,7 +129,7 @@ def test_watch_reports_changes(sbx):
 def test_watch_as_iterator(sbx):
     sbx.files.make_dir("/tmp/iterwatch")
     with sbx.files.watch("/tmp/iterwatch") as handle:
-        sbx.files.write("/tmp/iterwatch/a.txt", "a")  # after watch() returns, the watch is in place
+        sbx.commands.run("touch /tmp/iterwatch/a.txt")  # after watch() returns, the watch is in place
         first = next(iter(handle))
     assert (first.type, first.path, first.name) == ("create", "/tmp/iterwatch/a.txt", "a.txt")
 

@@ -23,14 +23,14 @@ from opensandbox.exceptions import error_from_answer
 from opensandbox.models import parse_time
 
 
-def _feed(decoder, text):
-    return [e for e in (decoder.feed(line) for line in text.split("\n")) if e is not None]
-
-
 def test_sse_decoder_skips_comments_and_event_lines():
-    stream = (': keepalive\n\nevent: start\ndata: {"type":"start","pid":42}\n\n'
-              'event: exit\ndata:{"type":"exit",\ndata: "exitCode":0}\n\n')
-    assert _feed(SSEDecoder(), stream) == [{"type": "start", "pid": 42}, {"type": "exit", "exitCode": 0}]
+    stream = (b': keepalive\n\nevent: start\r\ndata: {"type":"start","pid":42}\r\n\r\n'
+              b'event: exit\ndata:{"type":"exit",\ndata: "exitCode":0}\n\n')
+    whole = SSEDecoder().feed(stream)
+    assert whole == [{"type": "start", "pid": 42}, {"type": "exit", "exitCode": 0}]
+    for size in (1, 2, 7):  # the same bytes in small pieces, lines split anywhere
+        d = SSEDecoder()
+        assert [e for i in range(0, len(stream), size) for e in d.feed(stream[i:i + size])] == whole
 
 
 def test_collector_joins_utf8_split_across_events_and_runs_callbacks():

@@ -9,23 +9,19 @@ from typing import Dict, List, Optional, Sequence, Union
 import httpx
 
 from .. import _wire
-from .._wire import OutputCallback, OutputCollector, SSEDecoder, background_pid, expect_stream
+from .._wire import OutputCallback, OutputCollector, background_pid, expect_stream
 from ..exceptions import NotFoundError, OpenSandboxError, OpenSandboxTimeoutError
 from ..models import CommandResult, ProcessInfo
-from .transport import AsyncTransport, mapped_errors
+from .transport import AsyncTransport, mapped_errors, sse_events
 
 
 async def follow_events(resp: httpx.Response, collector: OutputCollector, what: str) -> None:
     """Reads an SSE command stream into ``collector`` until ``exit``, running
     (and awaiting, when async) the output callbacks. Closes the response."""
-    decoder = SSEDecoder()
     try:
         expect_stream(resp)
         with mapped_errors(what):
-            async for line in resp.aiter_lines():
-                event = decoder.feed(line)
-                if event is None:
-                    continue
+            async for event in sse_events(resp):
                 for cb, text in collector.handle(event):
                     r = cb(text)
                     if inspect.isawaitable(r):

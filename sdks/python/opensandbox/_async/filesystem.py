@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from typing import IO, Any, AsyncIterator, Callable, List, Optional, Union
+from typing import IO, Any, AsyncIterator, Callable, Dict, List, Optional, Union
 
 import httpx
 
 from .. import _wire
-from .._wire import ProgressCallback, SSEDecoder
+from .._wire import ProgressCallback
 from ..exceptions import NotFoundError, OpenSandboxError
 from ..models import EntryInfo, FilesystemEvent
-from .transport import AsyncTransport, mapped_errors
+from .transport import AsyncTransport, mapped_errors, sse_events
 
 PathLike = Union[str, "os.PathLike[str]"]
 WriteData = Union[str, bytes, bytearray, memoryview, IO[bytes], IO[str]]
@@ -39,10 +39,9 @@ async def _chunks(f: Any, progress: Optional[ProgressCallback], total: Optional[
 class AsyncWatchHandle:
     """A running watch (async twin of ``WatchHandle``): ``async for ev in handle``."""
 
-    def __init__(self, resp: httpx.Response, lines: AsyncIterator[str], decoder: SSEDecoder, path: str) -> None:
+    def __init__(self, resp: httpx.Response, events: AsyncIterator[Dict[str, Any]], path: str) -> None:
         self._resp = resp
-        self._lines = lines
-        self._decoder = decoder
+        self._events = events
         self._path = path
         self._stopped = False
         self._task: Optional[asyncio.Task] = None
@@ -52,9 +51,8 @@ class AsyncWatchHandle:
     async def __aiter__(self) -> AsyncIterator[FilesystemEvent]:
         try:
             with mapped_errors(f"watch {self._path}"):
-                async for line in self._lines:
-                    event = self._decoder.feed(line)
-                    change = _wire.watch_event(event) if event is not None else None
+                async for event in self._events:
+                    change = _wire.watch_event(event)
                     if change is not None:
                         yield change
         except OpenSandboxError:
@@ -211,23 +209,20 @@ class AsyncFilesystem:
         params = {"path": path, "recursive": "true" if recursive else "false"}
         resp = await self._t.data("GET", self._url("/watch"), params=params, stream=True,
                                   headers={"Accept": "text/event-stream"}, timeout=None)
-        decoder = SSEDecoder()
-        lines = resp.aiter_lines()
+        events = sse_events(resp)
         try:
             _wire.expect_stream(resp)
             with mapped_errors(f"watch {path}"):
-                async for line in lines:
-                    event = decoder.feed(line)
-                    if event is not None and event.get("type") == "ready":
+                async for event in events:
+                    if event.get("type") == "ready":
                         break
-                    if event is not None:
-                        _wire.watch_event(event)  # raises for an error event
+                    _wire.watch_event(event)  # raises for an error event
                 else:
                     raise OpenSandboxError(f"watch {path}: stream ended before it was ready", code="stream_ended")
         except BaseException:
             await resp.aclose()
             raise
-        handle = AsyncWatchHandle(resp, lines, decoder, path)
+        handle = AsyncWatchHandle(resp, events, path)
         if on_event is not None:
             handle._start(on_event)
         return handle

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, AsyncIterator, Dict, Iterator, Optional
 
 import httpx
 
 from .. import _wire
-from .._wire import ConnectionConfig, DataRoute
+from .._wire import ConnectionConfig, DataRoute, SSEDecoder
 from ..exceptions import NetworkError, OpenSandboxError, OpenSandboxTimeoutError, error_from_answer
 
 _UNSET: Any = object()
@@ -38,6 +38,14 @@ async def raise_for_answer(resp: httpx.Response, sandbox_scoped: bool) -> None:
         await resp.aclose()
     raise error_from_answer(resp.status_code, body, sandbox_scoped=sandbox_scoped,
                             request_id=resp.headers.get("x-request-id"))
+
+
+async def sse_events(resp: httpx.Response) -> AsyncIterator[Dict[str, Any]]:
+    """The decoded events of a Server-Sent Events answer, as they arrive."""
+    decoder = SSEDecoder()
+    async for chunk in resp.aiter_bytes():
+        for event in decoder.feed(chunk):
+            yield event
 
 
 def _timeout(timeout: Any) -> Any:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import IO, Any, Callable, Iterator, List, Optional, Union
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
 
 import httpx
 
 from .. import _wire
-from .._wire import ProgressCallback, SSEDecoder
+from .._wire import ProgressCallback
 from ..exceptions import NotFoundError, OpenSandboxError
 from ..models import EntryInfo, FilesystemEvent
-from .transport import SyncTransport, abort, mapped_errors
+from .transport import SyncTransport, abort, mapped_errors, sse_events
 
 PathLike = Union[str, "os.PathLike[str]"]
 WriteData = Union[str, bytes, bytearray, memoryview, IO[bytes], IO[str]]
@@ -26,10 +26,9 @@ class WatchHandle:
     :meth:`stop` (or leaving a ``with`` block) removes the watch.
     """
 
-    def __init__(self, resp: httpx.Response, lines: Iterator[str], decoder: SSEDecoder, path: str) -> None:
+    def __init__(self, resp: httpx.Response, events: Iterator[Dict[str, Any]], path: str) -> None:
         self._resp = resp
-        self._lines = lines
-        self._decoder = decoder
+        self._events = events
         self._path = path
         self._stopped = False
         self._thread: Optional[threading.Thread] = None
@@ -39,9 +38,8 @@ class WatchHandle:
     def __iter__(self) -> Iterator[FilesystemEvent]:
         try:
             with mapped_errors(f"watch {self._path}"):
-                for line in self._lines:
-                    event = self._decoder.feed(line)
-                    change = _wire.watch_event(event) if event is not None else None
+                for event in self._events:
+                    change = _wire.watch_event(event)
                     if change is not None:
                         yield change
         except OpenSandboxError:
@@ -196,23 +194,20 @@ class Filesystem:
         params = {"path": path, "recursive": "true" if recursive else "false"}
         resp = self._t.data("GET", self._url("/watch"), params=params, stream=True,
                             headers={"Accept": "text/event-stream"}, timeout=None)
-        decoder = SSEDecoder()
-        lines = resp.iter_lines()
+        events = sse_events(resp)
         try:
             _wire.expect_stream(resp)
             with mapped_errors(f"watch {path}"):
-                for line in lines:
-                    event = decoder.feed(line)
-                    if event is not None and event.get("type") == "ready":
+                for event in events:
+                    if event.get("type") == "ready":
                         break
-                    if event is not None:
-                        _wire.watch_event(event)  # raises for an error event
+                    _wire.watch_event(event)  # raises for an error event
                 else:
                     raise OpenSandboxError(f"watch {path}: stream ended before it was ready", code="stream_ended")
         except BaseException:
             resp.close()
             raise
-        handle = WatchHandle(resp, lines, decoder, path)
+        handle = WatchHandle(resp, events, path)
         if on_event is not None:
             handle._start(on_event)
         return handle

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator, Optional
 import httpx
 
 from .. import _wire
-from .._wire import ConnectionConfig, DataRoute
+from .._wire import ConnectionConfig, DataRoute, SSEDecoder
 from ..exceptions import NetworkError, OpenSandboxError, OpenSandboxTimeoutError, error_from_answer
 
 _UNSET: Any = object()
@@ -47,6 +47,13 @@ def _timeout(timeout: Any) -> Any:
     if timeout is _UNSET:
         return httpx.USE_CLIENT_DEFAULT
     return httpx.Timeout(timeout, connect=_wire.CONNECT_TIMEOUT)
+
+
+def sse_events(resp: httpx.Response) -> Iterator[Dict[str, Any]]:
+    """The decoded events of a Server-Sent Events answer, as they arrive."""
+    decoder = SSEDecoder()
+    for chunk in resp.iter_bytes():
+        yield from decoder.feed(chunk)
 
 
 def abort(resp: httpx.Response) -> None:
