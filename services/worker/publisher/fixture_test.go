@@ -242,3 +242,15 @@ func (p *pipeline) unsynced() int {
 	}
 	return total
 }
+
+// eventually waits until query counts want.
+func (p *pipeline) eventually(within time.Duration, what, query string, want int) {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	for p.count(query) != want {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: %s is %d, want %d", what, query, p.count(query), want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

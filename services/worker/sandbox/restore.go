@@ -17,7 +17,8 @@ import (
 // Restore finds this worker's sandboxes from a previous run by their labels,
 // re-arms their end times from their databases, and removes what cannot be
 // restored: containers without state, stopped containers, expired sandboxes,
-// and directories without a container.
+// and directories without a container. A sandbox lost that way gets an error
+// event (an expired one a timeout event), so its session ends in the record.
 func (m *Manager) Restore(ctx context.Context) error {
 	ctrs, err := m.rt.List(ctx, map[string]string{LabelWorker: m.cfg.WorkerID})
 	if err != nil {
@@ -33,19 +34,43 @@ func (m *Manager) Restore(ctx context.Context) error {
 		if err := m.restoreOne(ctx, id, c); err != nil {
 			m.log.Warn("sandbox not restored; removing it", "sandbox_id", id, "err", err)
 			m.rt.Remove(ctx, c.Name)
-			m.release(filepath.Join(m.cfg.DataDir, "sandboxes", id))
+			m.lost(ctx, id, "not restored after a worker restart: "+err.Error())
 		}
 	}
 	dirs, _ := os.ReadDir(filepath.Join(m.cfg.DataDir, "sandboxes"))
 	for _, d := range dirs {
-		// A directory without a container: its sandbox ended while we were
-		// down (or it is already retired); its events may still be unsent.
-		if !seen[d.Name()] {
-			m.release(filepath.Join(m.cfg.DataDir, "sandboxes", d.Name()))
+		if seen[d.Name()] {
+			continue
 		}
+		if _, err := os.Stat(filepath.Join(m.cfg.DataDir, "sandboxes", d.Name(), RetiredMarker)); err == nil {
+			continue // destroyed earlier; the publisher still has its events to send
+		}
+		m.lost(ctx, d.Name(), "its container disappeared while the worker was down")
 	}
 	m.log.Info("sandboxes restored", "count", m.Count())
 	return nil
+}
+
+// lost records an error event for a sandbox that cannot be brought back and
+// releases its directory.
+func (m *Manager) lost(ctx context.Context, id, detail string) {
+	dir := filepath.Join(m.cfg.DataDir, "sandboxes", id)
+	m.metrics.Destroyed.WithLabelValues(events.TypeError).Inc()
+	if db, err := sandboxdb.Open(filepath.Join(dir, "sandbox.db")); err == nil {
+		var st state
+		if found, _ := db.Meta(ctx, "state", &st); found {
+			b := m.newBox(st.Info, st.OrgID, dir)
+			b.db = db
+			b.cancel()
+			m.finish(ctx, b, events.TypeError, detail)
+			return
+		}
+		db.Close()
+	}
+	m.release(dir)
+	if m.cfg.OnDestroy != nil {
+		m.cfg.OnDestroy(ctx, id, events.TypeError)
+	}
 }
 
 func (m *Manager) restoreOne(ctx context.Context, id string, c runtime.Container) error {
