@@ -137,8 +137,10 @@ def test_async_files_transfer_and_watch(tmp_path):
             first = await asyncio.wait_for(it_watch.__aiter__().__anext__(), 10)
             assert (first.type, first.path) == ("create", "/tmp/w/new.txt")
             await apoll(lambda: any(e.path == "/tmp/w/new.txt" for e in events), what="watch callback")
+            assert cb_watch.running and it_watch.running
             await it_watch.stop()
             await cb_watch.stop()
+            assert not cb_watch.running and not it_watch.running and cb_watch.error is None
             with pytest.raises(NotFoundError):
                 await f.watch("/tmp/missing-dir")
 

@@ -121,9 +121,10 @@ def test_watch_reports_changes(sbx):
         poll(lambda: has("create", "/tmp/watched/sub/inner.txt"), what="recursive create event")
         poll(lambda: has("remove", "/tmp/watched/new.txt"), what="remove event")
         assert all(not e.is_dir for e in seen if e.path.endswith(".txt"))
+        assert handle.running
     finally:
         handle.stop()
-    assert handle.error is None
+    assert not handle.running and handle.error is None
 
 
 def test_watch_as_iterator(sbx):

@@ -84,6 +84,13 @@ class AsyncWatchHandle:
                 pass
         await self._resp.aclose()
 
+    @property
+    def running(self) -> bool:
+        """True until the watch is stopped or its stream ends."""
+        if self._task is not None:
+            return not self._task.done()
+        return not self._stopped and not self._resp.is_closed
+
     async def __aenter__(self) -> "AsyncWatchHandle":
         return self
 

@@ -57,10 +57,22 @@ class WatchHandle:
         self._thread = threading.Thread(target=run, name=f"opensandbox-watch-{self._path}", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Removes the watch (closes the stream)."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Removes the watch (closes the stream). With ``on_event``, waits up
+        to ``timeout`` seconds for the callback thread to finish, so no
+        callback runs after ``stop`` returns."""
         self._stopped = True
         abort(self._resp)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """True until the watch is stopped or its stream ends."""
+        if self._thread is not None:
+            return self._thread.is_alive()
+        return not self._stopped and not self._resp.is_closed
 
     def __enter__(self) -> "WatchHandle":
         return self
