@@ -57,9 +57,19 @@ func TestPipelineNATSDownForTenSeconds(t *testing.T) {
 	p.nats.Shutdown()
 	p.nats.WaitForShutdown()
 	time.Sleep(10 * time.Second) // the outage the issue asks for; the burst goes on meanwhile
+	if st := p.pub.Status(); st.Unsynced == 0 || st.OldestUnsyncedAgeMs < 1000 || st.LastError == "" {
+		t.Errorf("publisher status during the outage shows no backlog: %+v", st)
+	}
 	p.startNATS()
 	wg.Wait()
 	p.waitRows(3000, 60*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for st := p.pub.Status(); st.Unsynced != 0 || st.LastError != ""; st = p.pub.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("publisher status after recovery: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func TestPipelinePostgresDownDuringBurst(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/opensandbox/opensandbox/services/shared/natsx"
 	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -83,9 +84,10 @@ type Publisher struct {
 	cfg     Config
 	metrics *Metrics
 
-	mu    sync.Mutex
-	dirty map[string]bool // sandboxes with events to publish
-	wake  chan struct{}
+	mu     sync.Mutex
+	dirty  map[string]bool // sandboxes with events to publish
+	status Status
+	wake   chan struct{}
 
 	dbMu sync.Mutex
 	dbs  map[string]*sandboxdb.DB // open databases, by sandbox id
@@ -115,18 +117,39 @@ func (p *Publisher) Notify(sandboxID string) {
 // unsynced by a previous run (a crash, NATS down) are sent first.
 func (p *Publisher) Run(ctx context.Context) error {
 	defer p.closeAll()
+	// NATS may be down when the worker starts: sandboxes keep working and
+	// their events wait in SQLite until the stream is there.
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := natsx.EnsureEventStream(sctx, p.js, natsx.DefaultStreamLimits)
+		cancel()
+		if err == nil {
+			break
+		}
+		p.setError(fmt.Errorf("event stream: %w", err))
+		p.log.Warn("event stream not ready; events wait in SQLite", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+	}
 	p.scan()
 	tick := time.NewTicker(p.cfg.Rescan)
 	defer tick.Stop()
 	backoff := 100 * time.Millisecond
 	for {
-		if err := p.drain(ctx); err != nil && ctx.Err() == nil {
+		err := p.drain(ctx)
+		p.setError(err)
+		if err != nil && ctx.Err() == nil {
 			p.metrics.Errors.Inc()
 			p.log.Warn("publish sandbox events; will retry", "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-time.After(backoff):
+			case <-tick.C:
+				p.scan() // keep the backlog figures current while failing
 			}
 			if backoff < 5*time.Second {
 				backoff *= 2
@@ -151,6 +174,7 @@ func (p *Publisher) scan() {
 		return
 	}
 	total := 0
+	var oldest time.Time
 	p.mu.Lock()
 	for _, d := range dirs {
 		if !d.IsDir() {
@@ -161,12 +185,56 @@ func (p *Publisher) scan() {
 	p.mu.Unlock()
 	for _, d := range dirs {
 		if db, err := p.open(d.Name()); err == nil {
-			if n, err := db.CountUnsynced(context.Background()); err == nil {
+			if n, at, err := db.Backlog(context.Background()); err == nil {
 				total += n
+				if !at.IsZero() && (oldest.IsZero() || at.Before(oldest)) {
+					oldest = at
+				}
 			}
 		}
 	}
 	p.metrics.Unsynced.Set(float64(total))
+	p.mu.Lock()
+	p.status.Unsynced = total
+	p.status.OldestUnsyncedAgeMs = 0
+	if !oldest.IsZero() {
+		p.status.OldestUnsyncedAgeMs = time.Since(oldest).Milliseconds()
+	}
+	p.mu.Unlock()
+}
+
+// Status is the publisher's side of the pipeline health.
+type Status struct {
+	Unsynced            int       `json:"unsynced"`            // events in SQLite not yet acknowledged (last scan)
+	OldestUnsyncedAgeMs int64     `json:"oldestUnsyncedAgeMs"` // age of the oldest of them at the last scan
+	Published           uint64    `json:"published"`
+	LastPublishAt       time.Time `json:"lastPublishAt,omitzero"`
+	LastError           string    `json:"lastError,omitempty"`
+}
+
+// Status returns the backlog as of the last scan and the last outcome.
+func (p *Publisher) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status
+}
+
+func (p *Publisher) published(n int) {
+	p.metrics.Published.Add(float64(n))
+	p.mu.Lock()
+	p.status.Published += uint64(n)
+	p.status.LastPublishAt = time.Now()
+	p.mu.Unlock()
+}
+
+func (p *Publisher) setError(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		p.status.LastError = ""
+		return
+	}
+	p.status.LastError = err.Error()
 }
 
 // drain publishes every dirty sandbox's events; a sandbox whose round fails
@@ -250,7 +318,7 @@ func (p *Publisher) publishSandbox(ctx context.Context, id string) error {
 			if merr := db.MarkSynced(context.WithoutCancel(ctx), acked); merr != nil {
 				return merr
 			}
-			p.metrics.Published.Add(float64(len(acked)))
+			p.published(len(acked))
 		}
 		if err != nil {
 			return err

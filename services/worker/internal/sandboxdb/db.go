@@ -217,7 +217,19 @@ func (d *DB) MarkSynced(ctx context.Context, seqs []int64) error {
 
 // CountUnsynced returns how many events wait to be published.
 func (d *DB) CountUnsynced(ctx context.Context) (int, error) {
-	var n int
-	err := d.sql.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE synced = 0`).Scan(&n)
+	n, _, err := d.Backlog(ctx)
 	return n, err
+}
+
+// Backlog returns how many events wait to be published and when the oldest
+// of them was recorded (zero when none wait).
+func (d *DB) Backlog(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest sql.NullString
+	err := d.sql.QueryRowContext(ctx, `SELECT count(*), min(created_at) FROM events WHERE synced = 0`).Scan(&n, &oldest)
+	if err != nil || !oldest.Valid {
+		return n, time.Time{}, err
+	}
+	t, _ := time.Parse(time.RFC3339Nano, oldest.String)
+	return n, t, nil
 }
