@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Literal, Optional, Sequence, Union, overload
 
 import httpx
 
@@ -132,6 +132,37 @@ class AsyncCommands:
 
     def __init__(self, transport: AsyncTransport) -> None:
         self._t = transport
+
+    @overload
+    async def run(
+        self,
+        cmd: str,
+        args: Optional[Sequence[str]] = None,
+        envs: Optional[Dict[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+        background: Literal[False] = False,
+        stdin: Optional[str] = None,
+        tag: Optional[str] = None,
+    ) -> CommandResult: ...
+
+    @overload
+    async def run(
+        self,
+        cmd: str,
+        args: Optional[Sequence[str]] = None,
+        envs: Optional[Dict[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+        *,
+        background: Literal[True],
+        stdin: Optional[str] = None,
+        tag: Optional[str] = None,
+    ) -> AsyncCommandHandle: ...
 
     async def run(
         self,

@@ -132,7 +132,7 @@ class AsyncFilesystem:
         if hasattr(src, "read"):
             total = _wire.source_length(src)
             return await self._put(path, _chunks(src, on_progress, total), total, mode)
-        with open(os.fspath(src), "rb") as f:  # type: ignore[arg-type]
+        with open(os.fspath(src), "rb") as f:
             total = os.fstat(f.fileno()).st_size
             return await self._put(path, _chunks(f, on_progress, total), total, mode)
 
@@ -155,7 +155,7 @@ class AsyncFilesystem:
             total = int(total_hdr) if total_hdr else None
             if hasattr(dest, "write"):
                 return await self._copy(resp, dest, on_progress, total)
-            with open(os.fspath(dest), "wb") as f:  # type: ignore[arg-type]
+            with open(os.fspath(dest), "wb") as f:
                 return await self._copy(resp, f, on_progress, total)
         finally:
             await resp.aclose()

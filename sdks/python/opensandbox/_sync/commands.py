@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Literal, Optional, Sequence, Union, overload
 
 import httpx
 
@@ -147,6 +147,37 @@ class Commands:
 
     def __init__(self, transport: SyncTransport) -> None:
         self._t = transport
+
+    @overload
+    def run(
+        self,
+        cmd: str,
+        args: Optional[Sequence[str]] = None,
+        envs: Optional[Dict[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+        background: Literal[False] = False,
+        stdin: Optional[str] = None,
+        tag: Optional[str] = None,
+    ) -> CommandResult: ...
+
+    @overload
+    def run(
+        self,
+        cmd: str,
+        args: Optional[Sequence[str]] = None,
+        envs: Optional[Dict[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+        *,
+        background: Literal[True],
+        stdin: Optional[str] = None,
+        tag: Optional[str] = None,
+    ) -> CommandHandle: ...
 
     def run(
         self,

@@ -121,7 +121,7 @@ class Filesystem:
         if hasattr(src, "read"):
             total = _wire.source_length(src)
             return self._put(path, _wire.read_chunks(src, on_progress, total), total, mode)
-        with open(os.fspath(src), "rb") as f:  # type: ignore[arg-type]
+        with open(os.fspath(src), "rb") as f:
             total = os.fstat(f.fileno()).st_size
             return self._put(path, _wire.read_chunks(f, on_progress, total), total, mode)
 
@@ -145,7 +145,7 @@ class Filesystem:
             total = int(total_hdr) if total_hdr else None
             if hasattr(dest, "write"):
                 return self._copy(resp, dest, on_progress, total)
-            with open(os.fspath(dest), "wb") as f:  # type: ignore[arg-type]
+            with open(os.fspath(dest), "wb") as f:
                 return self._copy(resp, f, on_progress, total)
         finally:
             resp.close()
