@@ -69,7 +69,7 @@ def test_background_process_with_stdin(sbx):
     procs = {p.pid: p for p in sbx.commands.list()}
     assert procs[h.pid].running is True and procs[h.pid].exit_code is None
     h.send_stdin("first\n")
-    h.send_stdin(b"second\n")
+    sbx.commands.send_stdin(h.pid, b"second\n")
     r = h.wait(timeout=20)
     assert (r.exit_code, r.stdout, r.stderr) == (5, "got:first\n", "got:second\n")
     assert h.exit_code == 5
@@ -118,3 +118,11 @@ def test_signal_and_process_listing(sbx):
     h.signal("SIGTERM")
     r = h.wait(timeout=20)
     assert (r.exit_code, r.stdout) == (9, "ready\ngot-term\n")
+
+
+def test_disconnect_leaves_the_process_running(sbx):
+    h = sbx.commands.run("echo hi; sleep 60", background=True, on_stdout=lambda _: None)
+    poll(lambda: h.stdout == "hi\n", what="output")
+    h.disconnect()
+    assert {p.pid: p for p in sbx.commands.list()}[h.pid].running
+    assert sbx.commands.kill(h.pid) is True

@@ -24,6 +24,10 @@ def test_write_and_read_text_bytes_and_file_objects(sbx):
     blob = bytes(range(256)) * 4
     sbx.files.write("/tmp/f/blob.bin", blob)
     assert sbx.files.read_bytes("/tmp/f/blob.bin") == blob
+    buf = io.BytesIO()
+    assert sbx.files.download("/tmp/f/blob.bin", buf) == len(blob) and buf.getvalue() == blob
+    assert sbx.files.upload(io.BytesIO(blob[::-1]), "/tmp/f/up.bin").size == len(blob)
+    assert sbx.files.read_bytes("/tmp/f/up.bin") == blob[::-1]
 
     sbx.files.write("/tmp/f/from-file.bin", io.BytesIO(b"streamed " * 1000))
     assert sbx.files.read_bytes("/tmp/f/from-file.bin") == b"streamed " * 1000
