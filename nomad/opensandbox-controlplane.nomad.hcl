@@ -1,0 +1,188 @@
+# opensandbox-controlplane: the REST API in server mode (opensandbox-server
+# with OPENSANDBOX_MODE=server). Stateless: the worker registry is rebuilt
+# from NATS heartbeats within one interval, placement state is in PostgreSQL.
+# The API load balancer targets port 8080 on every control-group host and its
+# /health check keeps only hosts running an allocation in rotation.
+
+variable "region" {
+  description = "Nomad region (equal to the AWS region); also the default sandbox region."
+  type        = string
+}
+
+variable "datacenters" {
+  description = "Nomad datacenters to place the control plane in."
+  type        = list(string)
+  default     = ["*"]
+}
+
+variable "release_version" {
+  description = "Release to run, e.g. v0.1.0."
+  type        = string
+}
+
+variable "release_sha256" {
+  description = "SHA-256 of the release tarball."
+  type        = string
+}
+
+variable "release_bucket" {
+  description = "S3 bucket holding the release tarballs."
+  type        = string
+}
+
+variable "base_image" {
+  description = "Image the static binary runs in (it needs only CA certificates for TLS to PostgreSQL). Mirror it to a private registry if hosts cannot pull from the public one."
+  type        = string
+  default     = "gcr.io/distroless/static-debian12:nonroot"
+}
+
+variable "replicas" {
+  description = "Control-plane allocations (at most one per control-group host)."
+  type        = number
+  default     = 3
+}
+
+job "opensandbox-controlplane" {
+  region      = var.region
+  datacenters = var.datacenters
+  type        = "service"
+
+  constraint {
+    attribute = "${node.class}"
+    value     = "control"
+  }
+
+  update {
+    max_parallel      = 1
+    health_check      = "checks"
+    min_healthy_time  = "10s"
+    healthy_deadline  = "3m"
+    progress_deadline = "10m"
+    auto_revert       = true
+  }
+
+  group "controlplane" {
+    count = var.replicas
+
+    constraint {
+      operator = "distinct_hosts"
+      value    = "true"
+    }
+
+    restart {
+      attempts = 3
+      interval = "5m"
+      delay    = "10s"
+      mode     = "delay"
+    }
+
+    reschedule {
+      delay          = "30s"
+      delay_function = "exponential"
+      max_delay      = "5m"
+      unlimited      = true
+    }
+
+    network {
+      mode = "host"
+      port "http" {
+        static = 8080
+      }
+    }
+
+    service {
+      name     = "opensandbox-controlplane"
+      port     = "http"
+      provider = "consul"
+      tags     = ["http", "metrics"]
+
+      check {
+        name     = "health"
+        type     = "http"
+        path     = "/health"
+        interval = "10s"
+        timeout  = "2s"
+
+        check_restart {
+          limit = 3
+          grace = "30s"
+        }
+      }
+    }
+
+    task "controlplane" {
+      driver      = "podman"
+      kill_signal = "SIGTERM"
+      # server.Serve shuts the API down within 10s (ShutdownWithTimeout), then
+      # closes NATS and the PostgreSQL pool.
+      kill_timeout = "15s"
+
+      artifact {
+        source      = "s3::https://s3.${var.region}.amazonaws.com/${var.release_bucket}/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"
+        destination = "local/"
+        options {
+          checksum = "sha256:${var.release_sha256}"
+        }
+      }
+
+      config {
+        image           = var.base_image
+        command         = "/local/opensandbox-server"
+        network_mode    = "host"
+        readonly_rootfs = true
+        cap_drop        = ["ALL"]
+      }
+
+      env {
+        OPENSANDBOX_MODE           = "server"
+        OPENSANDBOX_HOST           = "${NOMAD_IP_http}"
+        OPENSANDBOX_PORT           = "${NOMAD_PORT_http}"
+        OPENSANDBOX_DEFAULT_REGION = var.region
+        # Replicas may start together: migrations take an advisory lock.
+        OPENSANDBOX_MIGRATE = "true"
+      }
+
+      template {
+        destination = "secrets/controlplane.env"
+        env         = true
+        change_mode = "restart"
+        splay       = "30s"
+        data        = <<-EOT
+          {{- with nomadVar "opensandbox/database" }}
+          DATABASE_URL={{ .database_url | toJSON }}
+          {{- end }}
+          {{- with nomadVar "opensandbox/shared" }}
+          OPENSANDBOX_JWT_SECRET={{ .jwt_secret | toJSON }}
+          OPENSANDBOX_WORKER_SECRET={{ .worker_secret | toJSON }}
+          {{- end }}
+        EOT
+      }
+
+      template {
+        destination = "local/controlplane.env"
+        env         = true
+        change_mode = "restart"
+        splay       = "30s"
+        data        = <<-EOT
+          OPENSANDBOX_LOG_LEVEL={{ keyOrDefault "opensandbox/log_level" "info" }}
+          OPENSANDBOX_WORKER_STALE_AFTER={{ keyOrDefault "opensandbox/controlplane/worker_stale_after" "15s" }}
+          OPENSANDBOX_DEFAULT_TIMEOUT={{ keyOrDefault "opensandbox/worker/default_timeout" "300" }}
+        EOT
+      }
+
+      template {
+        destination = "local/nats.env"
+        env         = true
+        change_mode = "noop"
+        data        = <<-EOT
+          NATS_URL={{ range $i, $s := service "nats" }}{{ if $i }},{{ end }}nats://{{ $s.Address }}:{{ $s.Port }}{{ end }}
+        EOT
+      }
+
+      resources {
+        cpu    = 1000
+        memory = 512
+      }
+    }
+  }
+}

@@ -1,0 +1,169 @@
+# opensandbox-syncer: JetStream (SANDBOX_EVENTS, durable pull consumer
+# pg-sync-consumer) -> PostgreSQL. Two allocations fetch from the same pull
+# consumer, so either can die without the backlog stalling; writes are
+# idempotent on the event id. The syncer checks the schema at start and
+# refuses an old one: run it after the control plane has migrated.
+
+variable "region" {
+  description = "Nomad region (equal to the AWS region)."
+  type        = string
+}
+
+variable "datacenters" {
+  description = "Nomad datacenters to place the syncer in."
+  type        = list(string)
+  default     = ["*"]
+}
+
+variable "release_version" {
+  description = "Release to run, e.g. v0.1.0."
+  type        = string
+}
+
+variable "release_sha256" {
+  description = "SHA-256 of the release tarball."
+  type        = string
+}
+
+variable "release_bucket" {
+  description = "S3 bucket holding the release tarballs."
+  type        = string
+}
+
+variable "base_image" {
+  description = "Image the static binary runs in."
+  type        = string
+  default     = "gcr.io/distroless/static-debian12:nonroot"
+}
+
+job "opensandbox-syncer" {
+  region      = var.region
+  datacenters = var.datacenters
+  type        = "service"
+
+  constraint {
+    attribute = "${node.class}"
+    value     = "control"
+  }
+
+  update {
+    max_parallel     = 1
+    health_check     = "checks"
+    min_healthy_time = "10s"
+    healthy_deadline = "3m"
+    auto_revert      = true
+  }
+
+  group "syncer" {
+    count = 2
+
+    constraint {
+      operator = "distinct_hosts"
+      value    = "true"
+    }
+
+    restart {
+      attempts = 5
+      interval = "5m"
+      delay    = "10s"
+      mode     = "delay"
+    }
+
+    reschedule {
+      delay          = "30s"
+      delay_function = "exponential"
+      max_delay      = "5m"
+      unlimited      = true
+    }
+
+    network {
+      mode = "host"
+      port "http" {
+        static = 8090
+      }
+    }
+
+    # /health answers 503 while PostgreSQL or NATS fail; a restart would not
+    # fix either, so the check only takes the syncer out of the catalog (no
+    # check_restart) and the alerts say why.
+    service {
+      name     = "opensandbox-syncer"
+      port     = "http"
+      provider = "consul"
+      tags     = ["http", "metrics"]
+
+      check {
+        name     = "health"
+        type     = "http"
+        path     = "/health"
+        interval = "10s"
+        timeout  = "3s"
+      }
+    }
+
+    task "syncer" {
+      driver      = "podman"
+      kill_signal = "SIGTERM"
+      # On SIGTERM the fetch loop stops (100 ms fetches), unacked batches are
+      # abandoned to redelivery, then the health server gets 5s to close.
+      kill_timeout = "10s"
+
+      artifact {
+        source      = "s3::https://s3.${var.region}.amazonaws.com/${var.release_bucket}/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"
+        destination = "local/"
+        options {
+          checksum = "sha256:${var.release_sha256}"
+        }
+      }
+
+      config {
+        image           = var.base_image
+        command         = "/local/opensandbox-syncer"
+        network_mode    = "host"
+        readonly_rootfs = true
+        cap_drop        = ["ALL"]
+      }
+
+      env {
+        OPENSANDBOX_HOST        = "${NOMAD_IP_http}"
+        OPENSANDBOX_SYNCER_PORT = "${NOMAD_PORT_http}"
+      }
+
+      template {
+        destination = "secrets/syncer.env"
+        env         = true
+        change_mode = "restart"
+        data        = <<-EOT
+          {{- with nomadVar "opensandbox/database" }}
+          DATABASE_URL={{ .database_url | toJSON }}
+          {{- end }}
+        EOT
+      }
+
+      template {
+        destination = "local/syncer.env"
+        env         = true
+        change_mode = "restart"
+        data        = <<-EOT
+          OPENSANDBOX_SYNC_BATCH={{ keyOrDefault "opensandbox/syncer/batch" "1000" }}
+          OPENSANDBOX_SYNC_MAX_TRIES={{ keyOrDefault "opensandbox/syncer/max_tries" "5" }}
+          OPENSANDBOX_LOG_LEVEL={{ keyOrDefault "opensandbox/log_level" "info" }}
+        EOT
+      }
+
+      template {
+        destination = "local/nats.env"
+        env         = true
+        change_mode = "noop"
+        data        = <<-EOT
+          NATS_URL={{ range $i, $s := service "nats" }}{{ if $i }},{{ end }}nats://{{ $s.Address }}:{{ $s.Port }}{{ end }}
+        EOT
+      }
+
+      resources {
+        cpu    = 1000
+        memory = 512
+      }
+    }
+  }
+}

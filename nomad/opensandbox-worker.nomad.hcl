@@ -1,0 +1,262 @@
+# opensandbox-worker: one allocation on every host of node class "worker".
+#
+# Driver choice: exec, not podman. The worker verifies each agent connection
+# with SO_PEERCRED against the sandbox's init pid as Podman reports it, which
+# is a host pid, so the worker must live in the host pid namespace. The Podman
+# task driver has no pid_mode option (hashicorp/nomad-driver-podman#323), and
+# privileged mode does not share the pid namespace. The exec driver does
+# (pid_mode = "host") while still giving the task its own chroot and cgroup.
+# The worker also hands host paths to the Podman service (per-sandbox socket
+# directories, the agent binary), so those directories are host volumes
+# mounted at the same path inside the task.
+#
+# Sandboxes outlive the worker process: they belong to the host's Podman
+# service, and a restarted worker finds them again by label (its worker id is
+# the EC2 instance id, stable across allocations).
+
+variable "region" {
+  description = "Nomad region (equal to the AWS region)."
+  type        = string
+}
+
+variable "datacenters" {
+  description = "Nomad datacenters to place workers in."
+  type        = list(string)
+  default     = ["*"]
+}
+
+variable "release_version" {
+  description = "Release to run, e.g. v0.1.0 (releases/<version>/ in the release bucket)."
+  type        = string
+}
+
+variable "release_sha256" {
+  description = "SHA-256 of opensandbox_<version>_linux_amd64.tar.gz; Nomad refuses a tarball that does not match."
+  type        = string
+}
+
+variable "release_bucket" {
+  description = "S3 bucket holding the release tarballs (read through the instance profile)."
+  type        = string
+}
+
+job "opensandbox-worker" {
+  region      = var.region
+  datacenters = var.datacenters
+  type        = "system"
+
+  constraint {
+    attribute = "${node.class}"
+    value     = "worker"
+  }
+
+  # One host at a time: a worker restart interrupts its data path for a few
+  # seconds (sandboxes keep running), so never more than one at once.
+  update {
+    max_parallel     = 1
+    health_check     = "checks"
+    min_healthy_time = "20s"
+    healthy_deadline = "5m"
+  }
+
+  group "worker" {
+    restart {
+      attempts = 5
+      interval = "5m"
+      delay    = "5s"
+      mode     = "delay"
+    }
+
+    volume "data" {
+      type   = "host"
+      source = "opensandbox-data"
+    }
+
+    volume "run" {
+      type   = "host"
+      source = "opensandbox-run"
+    }
+
+    network {
+      mode = "host"
+      port "http" {
+        static = 8081
+      }
+      port "grpc" {
+        static = 9090
+      }
+    }
+
+    service {
+      name     = "opensandbox-worker"
+      port     = "http"
+      provider = "consul"
+      tags     = ["http", "metrics"]
+
+      meta {
+        worker_id = "${attr.unique.platform.aws.instance-id}"
+      }
+
+      check {
+        name     = "health"
+        type     = "http"
+        path     = "/health"
+        interval = "10s"
+        timeout  = "2s"
+
+        check_restart {
+          limit = 3
+          grace = "60s"
+        }
+      }
+    }
+
+    # gRPC is authenticated with the cluster secret, so the check only proves
+    # the port accepts connections; /health above covers the process.
+    service {
+      name     = "opensandbox-worker-grpc"
+      port     = "grpc"
+      provider = "consul"
+      tags     = ["grpc"]
+
+      check {
+        name     = "grpc-port"
+        type     = "tcp"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    # Copies this release's agent binary to a versioned host path. Podman
+    # bind-mounts it into every new sandbox, so it must be a host path; running
+    # sandboxes keep the version they started with.
+    task "install-agent" {
+      driver       = "exec"
+      user         = "root"
+      kill_timeout = "5s"
+
+      lifecycle {
+        hook    = "prestart"
+        sidecar = false
+      }
+
+      artifact {
+        source      = "s3::https://s3.${var.region}.amazonaws.com/${var.release_bucket}/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"
+        destination = "local/"
+        options {
+          checksum = "sha256:${var.release_sha256}"
+        }
+      }
+
+      volume_mount {
+        volume      = "data"
+        destination = "/var/lib/opensandbox"
+      }
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "install -D -m 0755 local/osb-agent /var/lib/opensandbox/agent/${var.release_version}/osb-agent"]
+      }
+
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+
+    task "worker" {
+      driver      = "exec"
+      user        = "root" # the root Podman socket; sandboxes are root-owned
+      kill_signal = "SIGTERM"
+      # Worker shutdown (services/worker/app/app.go, shutdownBudget = 15s):
+      # gRPC graceful stop up to 15s, then HTTP shutdown up to 15s, then a 2s
+      # NATS flush. 35s covers the sum; clients set max_kill_timeout = 60s.
+      kill_timeout = "35s"
+
+      artifact {
+        source      = "s3::https://s3.${var.region}.amazonaws.com/${var.release_bucket}/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"
+        destination = "local/"
+        options {
+          checksum = "sha256:${var.release_sha256}"
+        }
+      }
+
+      volume_mount {
+        volume      = "data"
+        destination = "/var/lib/opensandbox"
+      }
+
+      volume_mount {
+        volume      = "run"
+        destination = "/run/opensandbox"
+      }
+
+      config {
+        command  = "local/opensandbox-worker"
+        pid_mode = "host"
+      }
+
+      env {
+        OPENSANDBOX_HOST             = "0.0.0.0"
+        OPENSANDBOX_PORT             = "${NOMAD_PORT_http}"
+        OPENSANDBOX_GRPC_PORT        = "${NOMAD_PORT_grpc}"
+        OPENSANDBOX_WORKER_ID        = "${attr.unique.platform.aws.instance-id}"
+        OPENSANDBOX_REGION           = "${node.region}"
+        OPENSANDBOX_WORKER_GRPC_ADDR = "${attr.unique.network.ip-address}:${NOMAD_PORT_grpc}"
+        OPENSANDBOX_DATA_DIR         = "/var/lib/opensandbox"
+        OPENSANDBOX_PODMAN_URI       = "unix:///run/opensandbox/podman.sock"
+        OPENSANDBOX_AGENT_BINARY     = "/var/lib/opensandbox/agent/${var.release_version}/osb-agent"
+        OPENSANDBOX_VERSION          = var.release_version
+      }
+
+      # Secrets shared with the control plane (Nomad variable
+      # opensandbox/shared, readable through the opensandbox-shared policy).
+      template {
+        destination = "secrets/worker.env"
+        env         = true
+        change_mode = "restart"
+        data        = <<-EOT
+          {{- with nomadVar "opensandbox/shared" }}
+          OPENSANDBOX_JWT_SECRET={{ .jwt_secret | toJSON }}
+          OPENSANDBOX_WORKER_SECRET={{ .worker_secret | toJSON }}
+          {{- end }}
+        EOT
+      }
+
+      # The connectURL SDKs use: the public address when the host has one.
+      # Tunables come from Consul KV with defaults (docs/deploy.md).
+      template {
+        destination = "local/worker.env"
+        env         = true
+        change_mode = "restart"
+        splay       = "2m"
+        data        = <<-EOT
+          OPENSANDBOX_WORKER_URL=http://{{ or (env "attr.unique.platform.aws.public-ipv4") (env "attr.unique.network.ip-address") }}:{{ env "NOMAD_PORT_http" }}
+          OPENSANDBOX_CAPACITY={{ keyOrDefault "opensandbox/worker/capacity" "200" }}
+          OPENSANDBOX_MAX_CPUS={{ keyOrDefault "opensandbox/worker/max_cpus" "4" }}
+          OPENSANDBOX_MAX_MEMORY_MB={{ keyOrDefault "opensandbox/worker/max_memory_mb" "8192" }}
+          OPENSANDBOX_DEFAULT_TIMEOUT={{ keyOrDefault "opensandbox/worker/default_timeout" "300" }}
+          OPENSANDBOX_MAX_TIMEOUT={{ keyOrDefault "opensandbox/worker/max_timeout" "86400" }}
+          OPENSANDBOX_LOG_LEVEL={{ keyOrDefault "opensandbox/log_level" "info" }}
+        EOT
+      }
+
+      # NATS members from the Consul catalog. noop: the client learns the
+      # cluster's other servers from NATS itself and reconnects among them, so
+      # a member moving needs no restart.
+      template {
+        destination = "local/nats.env"
+        env         = true
+        change_mode = "noop"
+        data        = <<-EOT
+          NATS_URL={{ range $i, $s := service "nats" }}{{ if $i }},{{ end }}nats://{{ $s.Address }}:{{ $s.Port }}{{ end }}
+        EOT
+      }
+
+      resources {
+        cpu    = 4000
+        memory = 2048
+      }
+    }
+  }
+}

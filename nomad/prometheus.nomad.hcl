@@ -1,0 +1,152 @@
+# prometheus: scrapes the control plane, workers, syncer, node_exporter and
+# Nomad through Consul service discovery and evaluates the alert rules.
+# Run `nomad job run` from this directory: file() reads the configuration
+# from observability/ relative to it.
+
+variable "region" {
+  description = "Nomad region (equal to the AWS region)."
+  type        = string
+}
+
+variable "datacenters" {
+  description = "Nomad datacenters to place Prometheus in."
+  type        = list(string)
+  default     = ["*"]
+}
+
+variable "image" {
+  description = "Prometheus image."
+  type        = string
+  default     = "docker.io/prom/prometheus:v3.5.0"
+}
+
+variable "retention" {
+  description = "How long Prometheus keeps samples."
+  type        = string
+  default     = "15d"
+}
+
+job "prometheus" {
+  region      = var.region
+  datacenters = var.datacenters
+  type        = "service"
+
+  constraint {
+    attribute = "${node.class}"
+    value     = "control"
+  }
+
+  update {
+    max_parallel     = 1
+    health_check     = "checks"
+    min_healthy_time = "10s"
+    healthy_deadline = "5m"
+    auto_revert      = true
+  }
+
+  group "prometheus" {
+    count = 1
+
+    restart {
+      attempts = 3
+      interval = "5m"
+      delay    = "15s"
+      mode     = "delay"
+    }
+
+    # The TSDB stays on the host it was written on.
+    volume "data" {
+      type   = "host"
+      source = "prometheus-data"
+    }
+
+    network {
+      mode = "host"
+      port "http" {
+        static = 9091 # 9090 is the workers' gRPC port
+      }
+    }
+
+    service {
+      name     = "prometheus"
+      port     = "http"
+      provider = "consul"
+      tags     = ["http"]
+
+      check {
+        name     = "healthy"
+        type     = "http"
+        path     = "/-/healthy"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    task "prometheus" {
+      driver = "podman"
+      # Prometheus flushes its head block on SIGTERM; large heads take a while.
+      kill_signal  = "SIGTERM"
+      kill_timeout = "30s"
+
+      volume_mount {
+        volume      = "data"
+        destination = "/prometheus"
+      }
+
+      config {
+        image        = var.image
+        network_mode = "host"
+        args = [
+          "--config.file=/local/prometheus.yml",
+          "--storage.tsdb.path=/prometheus",
+          "--storage.tsdb.retention.time=${var.retention}",
+          "--web.listen-address=0.0.0.0:${NOMAD_PORT_http}",
+          "--web.enable-lifecycle",
+        ]
+      }
+
+      template {
+        destination   = "local/prometheus.yml"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+        data          = file("observability/prometheus.yml")
+      }
+
+      # The rules use Prometheus's own {{ }} templating in annotations, so
+      # consul-template gets other delimiters here.
+      template {
+        destination     = "local/rules/opensandbox.rules.yml"
+        change_mode     = "signal"
+        change_signal   = "SIGHUP"
+        left_delimiter  = "[["
+        right_delimiter = "]]"
+        data            = file("observability/rules/opensandbox.rules.yml")
+      }
+
+      # Scrape credentials: a read-scoped control-plane API key and the
+      # cluster secret that guards the workers' /metrics.
+      template {
+        destination = "secrets/controlplane_metrics_key"
+        change_mode = "noop" # read on every scrape
+        perms       = "0440"
+        data        = <<-EOT
+          {{- with nomadVar "nomad/jobs/prometheus" }}{{ .controlplane_metrics_key }}{{ end -}}
+        EOT
+      }
+
+      template {
+        destination = "secrets/worker_secret"
+        change_mode = "noop"
+        perms       = "0440"
+        data        = <<-EOT
+          {{- with nomadVar "opensandbox/shared" }}{{ .worker_secret }}{{ end -}}
+        EOT
+      }
+
+      resources {
+        cpu    = 1000
+        memory = 4096
+      }
+    }
+  }
+}
