@@ -48,6 +48,7 @@ type Worker struct {
 	http *fiber.App
 	grpc *grpc.Server
 	hb   *heartbeat.Heartbeat
+	pub  *publisher.Publisher // nil when events are not published
 }
 
 // New wires a worker around mgr; nc carries its heartbeats.
@@ -61,10 +62,9 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, nc heartbeat.P
 	}, []string{"surface", "reason"})
 	reg.MustRegister(authFailures)
 
+	w := &Worker{log: log, cfg: cfg}
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
-	app.Get("/health", func(c *fiber.Ctx) error {
-		return c.JSON(api.Health{Status: "ok", Role: "worker"})
-	})
+	app.Get("/health", w.health)
 	app.Get("/metrics", auth.StaticKey(cfg.ClusterSecret), httpx.MetricsHandler(reg))
 	data := app.Group("", auth.SandboxJWT(tokens, cfg.Sandbox.WorkerID, func(reason string) {
 		authFailures.WithLabelValues("http", reason).Inc()
@@ -100,7 +100,17 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, nc heartbeat.P
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{log: log, cfg: cfg, http: app, grpc: gs, hb: hb}, nil
+	w.http, w.grpc, w.hb = app, gs, hb
+	return w, nil
+}
+
+// health answers GET /health, with the event backlog when this worker
+// publishes events.
+func (w *Worker) health(c *fiber.Ctx) error {
+	if w.pub == nil {
+		return c.JSON(api.Health{Status: "ok", Role: "worker"})
+	}
+	return c.JSON(fiber.Map{"status": "ok", "role": "worker", "events": fiber.Map{"publisher": w.pub.Status()}})
 }
 
 // scopeToTokenOrg lets the data-path handlers check org ownership against the
@@ -167,9 +177,9 @@ func Main(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var pubDone chan struct{}
+	var pub *publisher.Publisher
 	if cfg.PublishEvents {
-		pub, err := newPublisher(runCtx, log, reg, nc, cfg)
-		if err != nil {
+		if pub, err = newPublisher(log, reg, nc, cfg); err != nil {
 			return err
 		}
 		cfg.Sandbox.RetainEvents = true
@@ -187,6 +197,7 @@ func Main(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w.pub = pub
 	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
 		return err
@@ -225,16 +236,12 @@ func OpenManager(ctx context.Context, log *slog.Logger, reg prometheus.Registere
 	return mgr, nil
 }
 
-// newPublisher sets up the event stream and the publisher that feeds it.
-func newPublisher(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, nc *nats.Conn, cfg Config) (*publisher.Publisher, error) {
+// newPublisher returns the publisher of this worker's events; it sets up the
+// stream itself, waiting for NATS if need be.
+func newPublisher(log *slog.Logger, reg prometheus.Registerer, nc *nats.Conn, cfg Config) (*publisher.Publisher, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := natsx.EnsureEventStream(sctx, js, natsx.DefaultStreamLimits); err != nil {
-		return nil, fmt.Errorf("event stream: %w", err)
 	}
 	return publisher.New(log, js, publisher.Config{
 		DataDir: cfg.Sandbox.DataDir,

@@ -35,6 +35,7 @@ type Config struct {
 
 	DatabaseURL string // PostgreSQL: API keys, quotas, sessions (required in server mode)
 	Migrate     bool   // apply missing migrations at start-up
+	RunSyncer   bool   // with PostgreSQL, consume sandbox events into it in-process
 
 	// Server mode.
 	NATSURL       string
@@ -61,6 +62,7 @@ func LoadConfig() (Config, error) {
 		Sandbox:       sandbox.ConfigFromEnv(e),
 		DatabaseURL:   e.String("DATABASE_URL", ""),
 		Migrate:       e.Bool("OPENSANDBOX_MIGRATE", true),
+		RunSyncer:     e.Bool("OPENSANDBOX_RUN_SYNCER", true),
 		NATSURL:       e.String("NATS_URL", ""),
 		JWTSecret:     e.String("OPENSANDBOX_JWT_SECRET", ""),
 		WorkerSecret:  e.String("OPENSANDBOX_WORKER_SECRET", ""),

@@ -30,7 +30,7 @@ func startCombinedPG(t *testing.T) (*stack, *store.Store) {
 	pg := newPGParts(sandboxtest.Logger(t), reg, st, cfg)
 	cfg.Sandbox.OnDestroy = pg.tracker.Destroyed
 	mgr := sandboxtest.Manager(t, rt, cfg.Sandbox)
-	a := newCombinedApp(sandboxtest.Logger(t), reg, mgr, cfg, pg)
+	a := newCombinedApp(sandboxtest.Logger(t), reg, mgr, cfg, pg, nil)
 	ln := listen(t)
 	go a.Listener(ln)
 	t.Cleanup(func() { a.Shutdown() })

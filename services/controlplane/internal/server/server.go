@@ -44,6 +44,18 @@ func Main(ctx context.Context, args []string) error {
 
 func runCombined(ctx context.Context, log *slog.Logger, cfg Config) error {
 	reg := obs.NewRegistry()
+	// Events always flow into JetStream (embedded unless NATS_URL is set);
+	// they reach PostgreSQL only when it is configured.
+	ev, err := startEvents(log, cfg.NATSURL, cfg.Sandbox.DataDir)
+	if err != nil {
+		return err
+	}
+	defer ev.Close()
+	if err := ev.publish(ctx, reg, cfg.Sandbox.DataDir, cfg.Sandbox.Region, cfg.Sandbox.WorkerID); err != nil {
+		return err
+	}
+	cfg.Sandbox.RetainEvents = true
+	cfg.Sandbox.OnEvent = ev.pub.Notify
 	var pg *pgParts
 	if cfg.DatabaseURL != "" {
 		st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Migrate)
@@ -54,6 +66,9 @@ func runCombined(ctx context.Context, log *slog.Logger, cfg Config) error {
 		pg = newPGParts(log, reg, st, cfg)
 		cfg.Sandbox.OnDestroy = pg.tracker.Destroyed
 		go sweepSessions(ctx, log, st)
+		if cfg.RunSyncer {
+			ev.sync(ctx, reg, st.Pool())
+		}
 		log.Info("PostgreSQL: API keys, quotas and sessions")
 	}
 	mgr, err := app.OpenManager(ctx, log, reg, cfg.PodmanURI, cfg.OCIRuntime, cfg.Sandbox)
@@ -61,13 +76,13 @@ func runCombined(ctx context.Context, log *slog.Logger, cfg Config) error {
 		return err
 	}
 	defer mgr.Close()
-	return Serve(ctx, log, newCombinedApp(log, reg, mgr, cfg, pg), cfg.Addr, ModeCombined)
+	return Serve(ctx, log, newCombinedApp(log, reg, mgr, cfg, pg, ev), cfg.Addr, ModeCombined)
 }
 
 // NewCombined builds the combined-mode app without PostgreSQL: the whole
 // REST API, the worker in-process, and a static API key when one is set.
 func NewCombined(log *slog.Logger, reg *prometheus.Registry, mgr *sandbox.Manager, cfg Config) *fiber.App {
-	return newCombinedApp(log, reg, mgr, cfg, nil)
+	return newCombinedApp(log, reg, mgr, cfg, nil, nil)
 }
 
 // pgParts are what PostgreSQL adds to a mode: stored API keys, quotas and
@@ -90,11 +105,9 @@ func newPGParts(log *slog.Logger, reg prometheus.Registerer, st *store.Store, cf
 	}
 }
 
-func newCombinedApp(log *slog.Logger, reg *prometheus.Registry, mgr *sandbox.Manager, cfg Config, pg *pgParts) *fiber.App {
+func newCombinedApp(log *slog.Logger, reg *prometheus.Registry, mgr *sandbox.Manager, cfg Config, pg *pgParts, ev *events) *fiber.App {
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
-	app.Get("/health", func(c *fiber.Ctx) error {
-		return c.JSON(api.Health{Status: "ok", Role: ModeCombined})
-	})
+	app.Get("/health", healthHandler(ModeCombined, ev))
 	var sb httpapi.Sandboxes = mgr
 	authn := auth.StaticKey(cfg.APIKey)
 	if pg != nil {
@@ -131,6 +144,17 @@ func sweepSessions(ctx context.Context, log *slog.Logger, st *store.Store) {
 		} else if expired+dropped > 0 {
 			log.Info("swept sessions", "expired", expired, "abandoned_reservations", dropped)
 		}
+	}
+}
+
+// healthHandler answers GET /health: the role, and the event pipeline's
+// backlog and lag where this process runs part of it.
+func healthHandler(role string, ev *events) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if ev == nil {
+			return c.JSON(api.Health{Status: "ok", Role: role})
+		}
+		return c.JSON(fiber.Map{"status": "ok", "role": role, "events": ev.health(c)})
 	}
 }
 

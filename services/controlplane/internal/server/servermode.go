@@ -8,12 +8,12 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/cluster"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/placement"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/registry"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/workerclient"
-	"github.com/opensandbox/opensandbox/services/shared/api"
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/grpcx"
 	"github.com/opensandbox/opensandbox/services/shared/httpx"
@@ -88,9 +88,17 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 	capi := cluster.New(log, cluster.Config{DefaultRegion: cfg.DefaultRegion}, pg.tracker, st, workers, pool, tokens,
 		placement.New(placement.DefaultK, uint64(time.Now().UnixNano())), cluster.NewMetrics(reg))
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
-	app.Get("/health", func(c *fiber.Ctx) error {
-		return c.JSON(api.Health{Status: "ok", Role: "control-plane"})
-	})
+	ev := &events{log: log, nc: nc}
+	if cfg.RunSyncer {
+		// The control plane consumes the workers' events itself unless a
+		// separate opensandbox-syncer does (OPENSANDBOX_RUN_SYNCER=false);
+		// the syncer stops with ctx.
+		if ev.js, err = jetstream.New(nc); err != nil {
+			return nil, err
+		}
+		ev.sync(ctx, reg, st.Pool())
+	}
+	app.Get("/health", healthHandler("control-plane", ev))
 	keyed := app.Group("", pg.authn.Middleware())
 	keyed.Get("/metrics", httpx.MetricsHandler(reg))
 	keyed.Get("/sessions", pg.tracker.Handler())

@@ -57,27 +57,10 @@ func freePort(t *testing.T) string {
 	return port
 }
 
-// A real worker process killed with SIGKILL is dropped from the registry
-// within 20 s (three missed 5 s beats) and its sessions turn error.
-func TestWorkerKilledIsDroppedAndSessionsFail(t *testing.T) {
-	c := startCluster(t, nil)
-	bin := workerBinary(t)
-	id := "kill-" + sandboxtest.RandomID()
-	dataDir, err := os.MkdirTemp("", "osbk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := sandboxtest.Runtime(t)
-	t.Cleanup(func() {
-		// The killed worker could not clean up: remove what it left.
-		ctx := context.Background()
-		left, _ := rt.List(ctx, map[string]string{sandbox.LabelWorker: id})
-		for _, ctr := range left {
-			rt.Remove(ctx, ctr.Name)
-		}
-		sandboxtest.ExpectNoContainers(t, rt, id)
-		os.RemoveAll(dataDir)
-	})
+// startWorkerProcess runs the real worker binary in region eu against the
+// cluster; the process is killed at cleanup if it still runs.
+func startWorkerProcess(t *testing.T, c *testCluster, bin, id, dataDir, httpPort, grpcPort string) *exec.Cmd {
+	t.Helper()
 	var logs bytes.Buffer
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
@@ -85,8 +68,8 @@ func TestWorkerKilledIsDroppedAndSessionsFail(t *testing.T) {
 		"OPENSANDBOX_JWT_SECRET="+testJWTSecret,
 		"OPENSANDBOX_WORKER_SECRET="+testWorkerSecret,
 		"OPENSANDBOX_HOST=127.0.0.1",
-		"OPENSANDBOX_PORT="+freePort(t),
-		"OPENSANDBOX_GRPC_PORT="+freePort(t),
+		"OPENSANDBOX_PORT="+httpPort,
+		"OPENSANDBOX_GRPC_PORT="+grpcPort,
 		"OPENSANDBOX_WORKER_ID="+id,
 		"OPENSANDBOX_REGION=eu",
 		"OPENSANDBOX_DATA_DIR="+dataDir,
@@ -108,6 +91,31 @@ func TestWorkerKilledIsDroppedAndSessionsFail(t *testing.T) {
 			t.Logf("worker output:\n%s", logs.String())
 		}
 	})
+	return cmd
+}
+
+// A real worker process killed with SIGKILL is dropped from the registry
+// within 20 s (three missed 5 s beats) and its sessions turn error.
+func TestWorkerKilledIsDroppedAndSessionsFail(t *testing.T) {
+	c := startCluster(t, nil)
+	bin := workerBinary(t)
+	id := "kill-" + sandboxtest.RandomID()
+	dataDir, err := os.MkdirTemp("", "osbk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := sandboxtest.Runtime(t)
+	t.Cleanup(func() {
+		// The killed worker could not clean up: remove what it left.
+		ctx := context.Background()
+		left, _ := rt.List(ctx, map[string]string{sandbox.LabelWorker: id})
+		for _, ctr := range left {
+			rt.Remove(ctx, ctr.Name)
+		}
+		sandboxtest.ExpectNoContainers(t, rt, id)
+		os.RemoveAll(dataDir)
+	})
+	cmd := startWorkerProcess(t, c, bin, id, dataDir, freePort(t), freePort(t))
 	c.waitWorker(t, id, true)
 
 	var ids []string
