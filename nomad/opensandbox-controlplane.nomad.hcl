@@ -140,6 +140,9 @@ job "opensandbox-controlplane" {
         OPENSANDBOX_DEFAULT_REGION = var.region
         # Replicas may start together: migrations take an advisory lock.
         OPENSANDBOX_MIGRATE = "true"
+        # The opensandbox-syncer job consumes the event stream, so the API's
+        # capacity does not depend on PostgreSQL write load.
+        OPENSANDBOX_RUN_SYNCER = "false"
       }
 
       template {
