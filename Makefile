@@ -87,8 +87,8 @@ test-sdks: ## each SDK's `make test` (sdks/*/Makefile), against a fresh server
 	done
 
 .PHONY: bench
-bench: bootstrap build ## print latency tables beside raw Podman (same run)
-	go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./services/controlplane/bench/
+bench: bootstrap build ## latency tables beside raw Podman (same run), then the event pipeline
+	go test -count=1 -p 1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./services/controlplane/bench/ ./services/worker/publisher/
 
 .PHONY: lint
 lint: ## gofmt and go vet
