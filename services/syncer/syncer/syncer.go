@@ -65,6 +65,13 @@ func New(log *slog.Logger, js jetstream.JetStream, pool *pgxpool.Pool, cfg Confi
 	return &Syncer{log: log, js: js, pool: pool, cfg: cfg, metrics: metrics, status: Status{OK: true}}
 }
 
+// Written returns how many events this syncer has committed.
+func (s *Syncer) Written() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status.Written
+}
+
 // Status returns the current health, refreshing the consumer's backlog.
 func (s *Syncer) Status(ctx context.Context) Status {
 	if cons, err := s.js.Consumer(ctx, natsx.EventsStream, natsx.SyncConsumer); err == nil {
