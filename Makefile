@@ -32,6 +32,8 @@ build: ## build every binary into bin/
 	go build -trimpath -o bin/opensandbox-server ./services/controlplane
 	go build -trimpath -o bin/opensandbox-worker ./services/worker
 	go build -trimpath -o bin/osb-nats ./services/controlplane/cmd/osb-nats
+	go build -trimpath -o bin/opensandbox-syncer ./services/syncer
+	go build -trimpath -o bin/osb ./sdks/go/cmd/osb
 
 .PHONY: dev run-dev
 dev run-dev: bootstrap build ## run the combined server on 127.0.0.1:$OPENSANDBOX_PORT
@@ -49,7 +51,10 @@ infra-down: ## stop PostgreSQL and NATS
 infra-reset: ## stop them and delete their data and .env.local
 	@scripts/infra.sh reset
 
-.PHONY: run-pg
+.PHONY: run-pg run-syncer
+run-syncer: build ## a separate event syncer (JetStream -> PostgreSQL; health on :8090), beside or instead of the in-process one
+	$(WITH_ENV_LOCAL) bin/opensandbox-syncer
+
 run-pg: bootstrap build ## combined server with PostgreSQL (API keys, quotas, sessions) on :8080
 	$(WITH_ENV_LOCAL) OPENSANDBOX_MODE=combined bin/opensandbox-server
 
