@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -73,6 +74,17 @@ func (e *Env) Duration(key string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// List returns $key split at commas, without empty items.
+func (e *Env) List(key string) []string {
+	var out []string
+	for _, v := range strings.Split(os.Getenv(key), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Bool returns $key as a bool or def.

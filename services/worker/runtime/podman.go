@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -173,6 +174,19 @@ func (p *Podman) ImageExists(ctx context.Context, ref string) (bool, error) {
 		return false, fmt.Errorf("look up image %s: %w", ref, err)
 	}
 	return ok, nil
+}
+
+func (p *Podman) Pull(ctx context.Context, ref string, insecure bool, progress io.Writer) error {
+	c, cancel := p.with(ctx)
+	defer cancel()
+	opts := new(images.PullOptions).WithPolicy("missing").WithQuiet(false).WithProgressWriter(progress)
+	if insecure {
+		opts.WithSkipTLSVerify(true)
+	}
+	if _, err := images.Pull(c, ref, opts); err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	return nil
 }
 
 func isNotFound(err error) bool {

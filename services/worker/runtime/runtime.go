@@ -6,6 +6,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -56,4 +57,7 @@ type Runtime interface {
 	List(ctx context.Context, labels map[string]string) ([]Container, error)
 	// ImageExists reports whether an image is present locally.
 	ImageExists(ctx context.Context, ref string) (bool, error)
+	// Pull fetches an image from its registry, writing progress lines to
+	// progress; insecure skips TLS verification (local registries).
+	Pull(ctx context.Context, ref string, insecure bool, progress io.Writer) error
 }

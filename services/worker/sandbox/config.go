@@ -19,6 +19,13 @@ type Config struct {
 	Templates       map[string]string // template name -> image reference
 	DefaultTemplate string
 
+	// A template that names an image reference is pulled when missing, from
+	// PullRegistries only when that list is set; InsecureRegistries skip TLS
+	// verification (a local registry).
+	PullRegistries     []string
+	InsecureRegistries []string
+	PullTimeout        time.Duration
+
 	DefaultTimeout time.Duration
 	MaxTimeout     time.Duration
 	DefaultCPUs    int
@@ -66,6 +73,7 @@ func DefaultConfig() Config {
 		MinMemMB:           64,
 		PidsLimit:          256,
 		Capacity:           200,
+		PullTimeout:        5 * time.Minute,
 		DefaultExecTimeout: 60 * time.Second,
 		MaxExecTimeout:     24 * time.Hour,
 		MaxOutput:          10 << 20,
@@ -90,6 +98,8 @@ func (c Config) Validate() error {
 		return errors.New("memory: need min <= default <= max")
 	case c.Capacity <= 0:
 		return errors.New("capacity must be positive")
+	case c.PullTimeout <= 0:
+		return errors.New("pull timeout must be positive")
 	}
 	return nil
 }

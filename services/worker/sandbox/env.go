@@ -18,5 +18,8 @@ func ConfigFromEnv(e *config.Env) Config {
 	c.MaxMemMB = e.Int("OPENSANDBOX_MAX_MEMORY_MB", c.MaxMemMB)
 	c.PidsLimit = e.Int64("OPENSANDBOX_PIDS_LIMIT", c.PidsLimit)
 	c.Capacity = e.Int("OPENSANDBOX_CAPACITY", c.Capacity)
+	c.PullRegistries = e.List("OPENSANDBOX_PULL_REGISTRIES")
+	c.InsecureRegistries = e.List("OPENSANDBOX_INSECURE_REGISTRIES")
+	c.PullTimeout = e.Duration("OPENSANDBOX_PULL_TIMEOUT", c.PullTimeout)
 	return c
 }

@@ -43,6 +43,7 @@ type Manager struct {
 	rt      runtime.Runtime
 	cfg     Config
 	metrics *Metrics
+	images  *puller
 
 	mu         sync.Mutex
 	boxes      map[string]*box
@@ -112,7 +113,8 @@ func New(log *slog.Logger, rt runtime.Runtime, cfg Config, metrics *Metrics) (*M
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, ctx: ctx, cancel: cancel}, nil
+	return &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, ctx: ctx, cancel: cancel,
+		images: newPuller(log, rt, cfg, metrics)}, nil
 }
 
 // Config returns the manager's configuration.
@@ -165,6 +167,7 @@ func newID() string {
 type resolved struct {
 	template string
 	image    string
+	pullable bool // an image reference rather than a named template
 	timeout  time.Duration
 	cpus     int
 	memMB    int
@@ -179,6 +182,7 @@ func (m *Manager) validate(cfg api.SandboxConfig) (resolved, error) {
 		r.image = img
 	} else if strings.ContainsAny(r.template, "/:") {
 		r.image = r.template // an image reference
+		r.pullable = true
 	} else {
 		return r, errs.New(errs.KindInvalid, "template_not_found", "unknown template %q", r.template)
 	}
@@ -299,7 +303,7 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		return api.Sandbox{}, errs.Internal("save sandbox state", err)
 	}
 
-	ctr, err := m.rt.Start(ctx, runtime.Spec{
+	spec := runtime.Spec{
 		Name:  containerName(id),
 		Image: r.image,
 		Cmd:   []string{agentapi.BinaryPath},
@@ -320,7 +324,15 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		PidsLimit:   m.cfg.PidsLimit,
 		Network:     cfg.NetworkEnabled,
 		CapAdd:      sandboxCaps,
-	})
+	}
+	ctr, err := m.rt.Start(ctx, spec)
+	if errors.Is(err, runtime.ErrNotFound) && r.pullable {
+		// A template that names an image reference is pulled on first use.
+		if perr := m.images.pull(ctx, r.image); perr != nil {
+			return api.Sandbox{}, perr
+		}
+		ctr, err = m.rt.Start(ctx, spec)
+	}
 	if errors.Is(err, runtime.ErrNotFound) {
 		return api.Sandbox{}, errs.New(errs.KindInvalid, "template_not_found", "image %s of template %q is not available on this worker", r.image, r.template)
 	}

@@ -20,6 +20,9 @@ type Metrics struct {
 	PTYBytes      *prometheus.CounterVec // terminal bytes relayed, by direction: in, out
 	WatchesActive prometheus.Gauge
 	WatchEvents   prometheus.Counter
+
+	ImagePulls        *prometheus.CounterVec // by result: ok, error
+	ImagePullDuration prometheus.Histogram
 }
 
 // NewMetrics registers the metrics with reg.
@@ -73,7 +76,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.WatchEvents = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "opensandbox_file_watch_events_total", Help: "File watch events delivered.",
 	})
+	m.ImagePulls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "opensandbox_image_pulls_total", Help: "Images pulled for templates that name an image reference, by result (ok, error).",
+	}, []string{"result"})
+	m.ImagePullDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "opensandbox_image_pull_duration_seconds", Help: "Time to pull an image.",
+		Buckets: []float64{.5, 1, 2, 5, 10, 30, 60, 120, 300},
+	})
 	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.FileBytes,
-		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents)
+		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents,
+		m.ImagePulls, m.ImagePullDuration)
 	return m
 }

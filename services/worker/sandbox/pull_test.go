@@ -1,0 +1,145 @@
+package sandbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/errs"
+	"github.com/opensandbox/opensandbox/services/worker/sandbox"
+	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// startRegistry runs a real image registry (Debian's docker-registry) on a
+// free local port and returns its host:port.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		t.Fatal("docker-registry not installed (apt-get install docker-registry; .ci/run does)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "config.yml")
+	os.WriteFile(conf, []byte(fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", dir, addr)), 0o600)
+	cmd := exec.Command(bin, "serve", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sandboxtest.Eventually(t, 10*time.Second, "registry listening", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return addr
+}
+
+func podmanCLI(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command("podman", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// A template that names an image reference is pulled from its registry on
+// first use (once), then runs like any template.
+func TestTemplateImageIsPulled(t *testing.T) {
+	reg := startRegistry(t)
+	ref := reg + "/osb/busybox:pulltest-" + sandboxtest.RandomID()
+	podmanCLI(t, "push", "--quiet", "--tls-verify=false", "localhost/opensandbox/busybox:latest", ref)
+	t.Cleanup(func() { exec.Command("podman", "rmi", "--force", ref).Run() })
+
+	rt := sandboxtest.Runtime(t)
+	cfg := sandboxtest.Config(t)
+	cfg.InsecureRegistries = []string{reg}
+	promReg := prometheus.NewRegistry()
+	m, err := sandbox.New(sandboxtest.Logger(t), rt, cfg, sandbox.NewMetrics(promReg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, sb := range m.List(context.Background(), "") {
+			m.Kill(context.Background(), sb.SandboxID)
+		}
+		m.Close()
+		sandboxtest.ExpectNoContainers(t, rt, cfg.WorkerID)
+	})
+	ctx := context.Background()
+	if ok, _ := rt.ImageExists(ctx, ref); ok {
+		t.Fatal("image is already local: the test would not pull")
+	}
+	for range 2 {
+		sb, err := m.Create(ctx, api.SandboxConfig{TemplateID: ref}, sandbox.CreateOptions{})
+		if err != nil {
+			t.Fatalf("create from %s: %v", ref, err)
+		}
+		if res, err := m.Exec(ctx, sb.SandboxID, api.ProcessConfig{Cmd: "echo pulled"}); err != nil || res.Stdout != "pulled\n" {
+			t.Fatalf("exec: %v %+v", err, res)
+		}
+	}
+	if n := pulls(t, promReg, "ok"); n != 1 {
+		t.Fatalf("pulled %v times, want once", n)
+	}
+
+	// An unreachable registry answers 400, not 500.
+	_, err = m.Create(ctx, api.SandboxConfig{TemplateID: "127.0.0.1:1/osb/none:latest"}, sandbox.CreateOptions{})
+	var e *errs.Error
+	if !errors.As(err, &e) || e.Kind != errs.KindInvalid || e.Code != "template_not_found" {
+		t.Fatalf("unreachable registry: %v", err)
+	}
+	if n := pulls(t, promReg, "error"); n != 1 {
+		t.Fatalf("failed pulls counted %v, want 1", n)
+	}
+}
+
+func pulls(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "opensandbox_image_pulls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// With an allowlist, other registries are refused before any pull.
+func TestPullRegistryAllowlist(t *testing.T) {
+	rt := sandboxtest.Runtime(t)
+	cfg := sandboxtest.Config(t)
+	cfg.PullRegistries = []string{"registry.example.com"}
+	m := sandboxtest.Manager(t, rt, cfg)
+	_, err := m.Create(context.Background(), api.SandboxConfig{TemplateID: "127.0.0.1:1/osb/none:latest"}, sandbox.CreateOptions{})
+	var e *errs.Error
+	if !errors.As(err, &e) || e.Kind != errs.KindInvalid || !strings.Contains(e.Message, "not allowed") {
+		t.Fatalf("want a refusal naming the allowlist, got %v", err)
+	}
+}
