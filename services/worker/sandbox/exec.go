@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"time"
@@ -14,8 +13,6 @@ import (
 	"github.com/opensandbox/opensandbox/services/worker/internal/agentclient"
 	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
 )
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // execRequest validates a command and turns it into an agent request;
 // defaultTimeout applies when the command sets none (0: no timeout).

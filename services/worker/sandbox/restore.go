@@ -42,7 +42,7 @@ func (m *Manager) Restore(ctx context.Context) error {
 		if seen[d.Name()] {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(m.cfg.DataDir, "sandboxes", d.Name(), RetiredMarker)); err == nil {
+		if _, err := os.Stat(filepath.Join(m.cfg.DataDir, "sandboxes", d.Name(), sandboxdb.RetiredMarker)); err == nil {
 			continue // destroyed earlier; the publisher still has its events to send
 		}
 		m.lost(ctx, d.Name(), "its container disappeared while the worker was down")

@@ -1,0 +1,297 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/shared/agentapi"
+	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/errs"
+	"github.com/opensandbox/opensandbox/services/shared/events"
+	"github.com/opensandbox/opensandbox/services/worker/internal/agentclient"
+	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
+	"github.com/opensandbox/opensandbox/services/worker/runtime"
+)
+
+// Create starts a sandbox and waits until its agent answers.
+func (m *Manager) Create(ctx context.Context, cfg api.SandboxConfig, opts CreateOptions) (api.Sandbox, error) {
+	start := time.Now()
+	sb, err := m.create(ctx, cfg, opts)
+	if err != nil {
+		m.metrics.CreateErrors.WithLabelValues(errs.As(err).Code).Inc()
+		return api.Sandbox{}, err
+	}
+	m.metrics.CreateDuration.WithLabelValues(sb.TemplateID).Observe(time.Since(start).Seconds())
+	m.log.Info("sandbox created", "sandbox_id", sb.SandboxID, "template", sb.TemplateID, "org_id", opts.OrgID, "duration_ms", time.Since(start).Milliseconds())
+	return sb, nil
+}
+
+func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts CreateOptions) (api.Sandbox, error) {
+	r, err := m.validate(cfg)
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	m.mu.Lock()
+	if len(m.boxes)+m.creating >= m.cfg.Capacity {
+		m.mu.Unlock()
+		return api.Sandbox{}, errs.Unavailable("worker_full", "worker is at capacity (%d sandboxes)", m.cfg.Capacity)
+	}
+	m.creating++
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.creating--
+		m.mu.Unlock()
+	}()
+
+	id := newID()
+	now := time.Now().UTC()
+	b := m.newBox(api.Sandbox{
+		SandboxID:      id,
+		TemplateID:     r.template,
+		Alias:          cfg.Alias,
+		Status:         api.StatusRunning,
+		StartedAt:      now,
+		EndAt:          now.Add(r.timeout),
+		Metadata:       cfg.Metadata,
+		CPUCount:       r.cpus,
+		MemoryMB:       r.memMB,
+		NetworkEnabled: cfg.NetworkEnabled,
+		WorkerID:       m.cfg.WorkerID,
+		Region:         m.cfg.Region,
+	}, opts.OrgID, filepath.Join(m.cfg.DataDir, "sandboxes", id))
+	runDir := filepath.Join(b.dir, "run")
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return api.Sandbox{}, errs.Internal("create sandbox directory", err)
+	}
+	// Undo everything on any failure below: no leaked container, no stray dir.
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		b.cancel()
+		if b.db != nil {
+			b.db.Close()
+		}
+		m.rt.Remove(context.WithoutCancel(ctx), containerName(id))
+		os.RemoveAll(b.dir)
+	}()
+
+	if b.db, err = sandboxdb.Open(filepath.Join(b.dir, "sandbox.db")); err != nil {
+		return api.Sandbox{}, errs.Internal("open sandbox database", err)
+	}
+	if err := m.saveState(ctx, b); err != nil {
+		return api.Sandbox{}, errs.Internal("save sandbox state", err)
+	}
+
+	spec := runtime.Spec{
+		Name:  containerName(id),
+		Image: r.image,
+		Cmd:   []string{agentapi.BinaryPath},
+		Env:   cfg.Envs,
+		Labels: map[string]string{
+			LabelID:       id,
+			LabelTemplate: r.template,
+			LabelCreated:  now.Format(time.RFC3339),
+			LabelTimeout:  strconv.Itoa(int(r.timeout.Seconds())),
+			LabelWorker:   m.cfg.WorkerID,
+		},
+		Mounts: []runtime.Mount{
+			{Source: m.cfg.AgentBinary, Destination: agentapi.BinaryPath, ReadOnly: true},
+			{Source: runDir, Destination: agentapi.SocketDir},
+		},
+		CPUs:        float64(r.cpus),
+		MemoryBytes: int64(r.memMB) << 20,
+		PidsLimit:   m.cfg.PidsLimit,
+		Network:     cfg.NetworkEnabled,
+		CapAdd:      sandboxCaps,
+	}
+	ctr, err := m.rt.Start(ctx, spec)
+	if errors.Is(err, runtime.ErrNotFound) && r.pullable {
+		// A template that names an image reference is pulled on first use.
+		if perr := m.images.pull(ctx, r.image); perr != nil {
+			return api.Sandbox{}, perr
+		}
+		ctr, err = m.rt.Start(ctx, spec)
+	}
+	if errors.Is(err, runtime.ErrNotFound) {
+		return api.Sandbox{}, errs.New(errs.KindInvalid, "template_not_found", "image %s of template %q is not available on this worker", r.image, r.template)
+	}
+	if err != nil {
+		return api.Sandbox{}, errs.Internal("start sandbox", err)
+	}
+	b.agent = agentclient.New(filepath.Join(runDir, agentapi.SocketName), ctr.PID)
+	if err := m.waitAgent(ctx, b.agent); err != nil {
+		b.agent.Close()
+		return api.Sandbox{}, err
+	}
+	m.addEvent(ctx, b, events.Event{Type: events.TypeCreated, Sandbox: &events.SandboxData{
+		Template: r.template, CPUCount: r.cpus, MemoryMB: r.memMB, TimeoutS: int(r.timeout.Seconds()),
+		Metadata: cfg.Metadata, StartedAt: now,
+	}})
+
+	m.mu.Lock()
+	m.boxes[id] = b
+	m.schedule(b)
+	info := b.info
+	m.mu.Unlock()
+	m.metrics.Active.Inc()
+	ok = true
+	return info, nil
+}
+
+func containerName(id string) string { return "osb-" + id }
+
+// waitAgent polls the agent until it answers; it starts within milliseconds.
+func (m *Manager) waitAgent(ctx context.Context, c *agentclient.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.AgentReadyTimeout)
+	defer cancel()
+	delay := time.Millisecond
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		_, err := c.Health(pctx)
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errs.Unavailable("agent_not_ready", "sandbox agent did not start within %s", m.cfg.AgentReadyTimeout).WithCause(err)
+		case <-time.After(delay):
+		}
+		if delay < 20*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// state is what a sandbox's database keeps so a restart can restore it.
+type state struct {
+	Info  api.Sandbox `json:"info"`
+	OrgID string      `json:"orgID,omitempty"`
+}
+
+func (m *Manager) saveState(ctx context.Context, b *box) error {
+	return b.db.SetMeta(ctx, "state", state{Info: b.info, OrgID: b.orgID})
+}
+
+// schedule arms (or re-arms) the end-of-life timer; m.mu must be held.
+func (m *Manager) schedule(b *box) {
+	d := time.Until(b.info.EndAt)
+	if b.timer != nil {
+		b.timer.Reset(d)
+		return
+	}
+	id := b.info.SandboxID
+	b.timer = time.AfterFunc(d, func() {
+		if m.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+		defer cancel()
+		if err := m.destroy(ctx, id, events.TypeTimeout, ""); err != nil && !errors.Is(err, errs.ErrSandboxNotFound) {
+			m.log.Error("destroy at timeout", "sandbox_id", id, "err", err)
+		}
+	})
+}
+
+// SetTimeout moves a sandbox's end time to now + d.
+func (m *Manager) SetTimeout(ctx context.Context, id string, d time.Duration) (api.Sandbox, error) {
+	if d <= 0 {
+		return api.Sandbox{}, errs.Invalid("timeout must be positive")
+	}
+	if d > m.cfg.MaxTimeout {
+		return api.Sandbox{}, errs.Invalid("timeout %ds is over the maximum of %ds", int(d.Seconds()), int(m.cfg.MaxTimeout.Seconds()))
+	}
+	m.mu.Lock()
+	b, ok := m.boxes[id]
+	if !ok {
+		m.mu.Unlock()
+		return api.Sandbox{}, errs.ErrSandboxNotFound
+	}
+	b.info.EndAt = time.Now().UTC().Add(d)
+	m.schedule(b)
+	info := b.info
+	m.mu.Unlock()
+
+	b.dbMu.RLock()
+	defer b.dbMu.RUnlock()
+	if b.closed {
+		return api.Sandbox{}, errs.ErrSandboxNotFound
+	}
+	if err := b.db.SetMeta(ctx, "state", state{Info: info, OrgID: b.orgID}); err != nil {
+		return api.Sandbox{}, errs.Internal("save sandbox end time", err)
+	}
+	return info, nil
+}
+
+// Kill destroys a sandbox.
+func (m *Manager) Kill(ctx context.Context, id string) error {
+	return m.destroy(ctx, id, events.TypeKilled, "")
+}
+
+// destroy removes a sandbox; reason is the event type recorded (killed,
+// timeout or error). The sandbox leaves the map first, so concurrent calls see
+// it gone and exactly one of them does the work.
+func (m *Manager) destroy(ctx context.Context, id, reason, detail string) error {
+	m.mu.Lock()
+	b, ok := m.boxes[id]
+	if ok && !m.closed {
+		delete(m.boxes, id)
+		b.timer.Stop()
+		m.destroying.Add(1)
+	}
+	closed := m.closed
+	m.mu.Unlock()
+	if !ok || closed {
+		return errs.ErrSandboxNotFound
+	}
+	defer m.destroying.Done()
+	m.metrics.Active.Dec()
+	m.metrics.Destroyed.WithLabelValues(reason).Inc()
+	// The agent is still up: ask it how the open terminals stand, so
+	// their rows end with real byte counts.
+	m.endPTYs(ctx, b)
+	b.cancel()
+	b.agent.Close()
+	if err := m.rt.Remove(ctx, containerName(id)); err != nil {
+		// The sandbox is out of the map either way; a later restore retries.
+		m.log.Error("remove sandbox container", "sandbox_id", id, "err", err)
+	}
+	m.finish(ctx, b, reason, detail)
+	m.log.Info("sandbox destroyed", "sandbox_id", id, "reason", reason)
+	return nil
+}
+
+// finish records the final event and releases the sandbox's directory.
+func (m *Manager) finish(ctx context.Context, b *box, reason, detail string) {
+	m.addEvent(ctx, b, events.Event{Type: reason, Error: detail})
+	b.dbMu.Lock()
+	b.closed = true
+	b.db.Close()
+	b.dbMu.Unlock()
+	m.release(b.dir)
+	if m.cfg.OnDestroy != nil {
+		m.cfg.OnDestroy(ctx, b.info.SandboxID, reason)
+	}
+}
+
+// release removes a destroyed sandbox's directory, or, when events are
+// retained, only its socket directory plus a marker for the publisher.
+func (m *Manager) release(dir string) {
+	var err error
+	if m.cfg.RetainEvents {
+		os.RemoveAll(filepath.Join(dir, "run"))
+		err = os.WriteFile(filepath.Join(dir, sandboxdb.RetiredMarker), nil, 0o600)
+	} else {
+		err = os.RemoveAll(dir)
+	}
+	if err != nil {
+		m.log.Error("release sandbox directory", "dir", dir, "err", err)
+	}
+}
