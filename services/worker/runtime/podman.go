@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
@@ -14,6 +15,7 @@ import (
 	"github.com/containers/podman/v5/pkg/errorhandling"
 	"github.com/containers/podman/v5/pkg/specgen"
 	spec "github.com/opencontainers/runtime-spec/specs-go"
+	nettypes "go.podman.io/common/libnetwork/types"
 )
 
 var _ Runtime = (*Podman)(nil)
@@ -22,6 +24,10 @@ var _ Runtime = (*Podman)(nil)
 type Podman struct {
 	conn       context.Context // the bindings keep their connection in a context
 	ociRuntime string
+	egress     EgressPolicy
+
+	netOnce sync.Mutex
+	netOK   bool // the sandbox network and its firewall are in place
 }
 
 // NewPodman connects to uri (e.g. unix:///run/opensandbox/podman.sock).
@@ -29,11 +35,41 @@ type Podman struct {
 func NewPodman(ctx context.Context, uri, ociRuntime string) (*Podman, error) {
 	// The bindings keep this context for every later call, so it must not
 	// carry the caller's cancellation; each call adds its own (see with).
+	egress, err := EgressFromEnv()
+	if err != nil {
+		return nil, err
+	}
 	conn, err := bindings.NewConnection(context.WithoutCancel(ctx), uri)
 	if err != nil {
 		return nil, fmt.Errorf("connect to podman at %s: %w", uri, err)
 	}
-	return &Podman{conn: conn, ociRuntime: ociRuntime}, nil
+	return &Podman{conn: conn, ociRuntime: ociRuntime, egress: egress}, nil
+}
+
+// SetEgress replaces the egress policy of networked sandboxes started from
+// now on.
+func (p *Podman) SetEgress(pol EgressPolicy) error {
+	if err := pol.Validate(); err != nil {
+		return err
+	}
+	p.netOnce.Lock()
+	defer p.netOnce.Unlock()
+	p.egress, p.netOK = pol, false
+	return nil
+}
+
+// sandboxNetwork makes sure the network of networked sandboxes and its
+// firewall exist; a failure fails the create rather than run unfiltered.
+func (p *Podman) sandboxNetwork(ctx context.Context) (string, error) {
+	p.netOnce.Lock()
+	defer p.netOnce.Unlock()
+	if !p.netOK {
+		if err := p.ensureNetwork(ctx, p.egress); err != nil {
+			return "", fmt.Errorf("sandbox network: %w", err)
+		}
+		p.netOK = true
+	}
+	return p.egress.Network, nil
 }
 
 // with carries the caller's deadline and cancellation into a bindings call.
@@ -55,17 +91,20 @@ func (p *Podman) Start(ctx context.Context, s Spec) (Container, error) {
 
 	g := specgen.NewSpecGenerator(s.Image, false)
 	g.Name = s.Name
-	g.Command = s.Cmd
+	// The entrypoint, not the command: an image's own ENTRYPOINT (tini, a
+	// tool) would otherwise run first and our agent would not be PID 1.
+	g.Entrypoint = s.Cmd
+	g.Command = []string{}
 	g.Env = s.Env
 	g.Labels = s.Labels
 	g.Hostname = "sandbox"
 	g.OCIRuntime = p.ociRuntime
 	for _, m := range s.Mounts {
-		opt := "rw"
+		opts := []string{"rbind", "rw", "nosuid", "nodev", "noexec"}
 		if m.ReadOnly {
-			opt = "ro"
+			opts = []string{"rbind", "ro", "nosuid", "nodev"} // the agent binary must stay executable
 		}
-		g.Mounts = append(g.Mounts, spec.Mount{Type: "bind", Source: m.Source, Destination: m.Destination, Options: []string{"rbind", opt}})
+		g.Mounts = append(g.Mounts, spec.Mount{Type: "bind", Source: m.Source, Destination: m.Destination, Options: opts})
 	}
 	g.CapDrop = []string{"all"}
 	g.CapAdd = s.CapAdd
@@ -73,7 +112,14 @@ func (p *Podman) Start(ctx context.Context, s Spec) (Container, error) {
 	g.NoNewPrivileges = &noNewPrivs
 	g.ResourceLimits = resources(s)
 	if s.Network {
+		name, err := p.sandboxNetwork(ctx)
+		if err != nil {
+			return Container{}, err
+		}
 		g.NetNS = specgen.Namespace{NSMode: specgen.Bridge}
+		g.Networks = map[string]nettypes.PerNetworkOptions{name: {}}
+		// The firewall is IPv4; no IPv6 means no way around it.
+		g.Sysctl = map[string]string{"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
 	} else {
 		g.NetNS = specgen.Namespace{NSMode: specgen.NoNetwork}
 	}
