@@ -188,16 +188,22 @@ func (m *Manager) schedule(b *box) {
 		return
 	}
 	id := b.info.SandboxID
-	b.timer = time.AfterFunc(d, func() {
-		if m.ctx.Err() != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
-		defer cancel()
-		if err := m.destroy(ctx, id, events.TypeTimeout, ""); err != nil && !errors.Is(err, errs.ErrSandboxNotFound) {
-			m.log.Error("destroy at timeout", "sandbox_id", id, "err", err)
-		}
-	})
+	b.timer = time.AfterFunc(d, func() { m.expire(id) })
+}
+
+// expire destroys a sandbox whose end has come. The timer may fire while
+// SetTimeout holds m.mu to move the end (and re-arm the timer); the end is
+// checked again under m.mu, so a sandbox whose end moved is left alone.
+func (m *Manager) expire(id string) {
+	if m.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+	defer cancel()
+	due := func(b *box) bool { return !time.Now().Before(b.info.EndAt) }
+	if err := m.destroyIf(ctx, id, events.TypeTimeout, "", due); err != nil && !errors.Is(err, errs.ErrSandboxNotFound) {
+		m.log.Error("destroy at timeout", "sandbox_id", id, "err", err)
+	}
 }
 
 // SetTimeout moves a sandbox's end time to now + d.
@@ -239,8 +245,18 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 // timeout or error). The sandbox leaves the map first, so concurrent calls see
 // it gone and exactly one of them does the work.
 func (m *Manager) destroy(ctx context.Context, id, reason, detail string) error {
+	return m.destroyIf(ctx, id, reason, detail, nil)
+}
+
+// destroyIf is destroy for a sandbox that cond (checked under m.mu, nil for
+// always) still holds for; otherwise it does nothing and returns nil.
+func (m *Manager) destroyIf(ctx context.Context, id, reason, detail string, cond func(*box) bool) error {
 	m.mu.Lock()
 	b, ok := m.boxes[id]
+	if ok && cond != nil && !cond(b) {
+		m.mu.Unlock()
+		return nil
+	}
 	if ok && !m.closed {
 		delete(m.boxes, id)
 		b.timer.Stop()

@@ -376,3 +376,18 @@ func TestRestoreRemovesUnknownContainers(t *testing.T) {
 		t.Fatalf("container without state kept: %v", err)
 	}
 }
+
+// A timer that fired while SetTimeout moved the end (and so ran only after
+// it) must not destroy the sandbox: the end is checked again.
+func TestTimerThatFiredBeforeAnExtensionKeepsTheSandbox(t *testing.T) {
+	m, _, _ := newManager(t)
+	ctx := context.Background()
+	sb := mustCreate(t, m, api.SandboxConfig{})
+	if _, err := m.SetTimeout(ctx, sb.SandboxID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	m.Expire(sb.SandboxID) // the late timer callback
+	if _, err := m.Get(ctx, sb.SandboxID); err != nil {
+		t.Fatalf("sandbox whose end moved was destroyed by the old timer: %v", err)
+	}
+}
