@@ -51,6 +51,11 @@ type Config struct {
 	MaxExecTimeout     time.Duration
 	MaxOutput          int           // bytes kept per output stream
 	AgentReadyTimeout  time.Duration // how long a new sandbox's agent may take to answer
+
+	// ReconcileInterval is how often the manager compares its sandboxes with
+	// the runtime's containers: a sandbox whose container died is destroyed
+	// (reason error), and removals that failed are retried.
+	ReconcileInterval time.Duration
 }
 
 // DefaultConfig returns the documented defaults.
@@ -78,6 +83,7 @@ func DefaultConfig() Config {
 		MaxExecTimeout:     24 * time.Hour,
 		MaxOutput:          10 << 20,
 		AgentReadyTimeout:  15 * time.Second,
+		ReconcileInterval:  5 * time.Second,
 	}
 }
 
@@ -100,6 +106,8 @@ func (c Config) Validate() error {
 		return errors.New("capacity must be positive")
 	case c.PullTimeout <= 0:
 		return errors.New("pull timeout must be positive")
+	case c.ReconcileInterval <= 0:
+		return errors.New("reconcile interval must be positive")
 	}
 	return nil
 }

@@ -78,7 +78,7 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		if b.db != nil {
 			b.db.Close()
 		}
-		m.rt.Remove(context.WithoutCancel(ctx), containerName(id))
+		m.removeContainer(context.WithoutCancel(ctx), containerName(id))
 		os.RemoveAll(b.dir)
 	}()
 
@@ -275,10 +275,9 @@ func (m *Manager) destroyIf(ctx context.Context, id, reason, detail string, cond
 	m.endPTYs(ctx, b)
 	b.cancel()
 	b.agent.Close()
-	if err := m.rt.Remove(ctx, containerName(id)); err != nil {
-		// The sandbox is out of the map either way; a later restore retries.
-		m.log.Error("remove sandbox container", "sandbox_id", id, "err", err)
-	}
+	// The sandbox is out of the map either way; a failed removal is
+	// retried by the reconciler.
+	m.removeContainer(ctx, containerName(id))
 	m.finish(ctx, b, reason, detail)
 	m.log.Info("sandbox destroyed", "sandbox_id", id, "reason", reason)
 	return nil

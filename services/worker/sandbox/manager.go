@@ -40,13 +40,15 @@ type Manager struct {
 
 	mu         sync.Mutex
 	boxes      map[string]*box
-	creating   int            // creates in flight, counted against capacity
-	closed     bool           // set by Close; no destroy starts after it
-	destroying sync.WaitGroup // destroys in flight; Close waits for them
+	creating   int                 // creates in flight, counted against capacity
+	closed     bool                // set by Close; no destroy starts after it
+	destroying sync.WaitGroup      // destroys in flight; Close waits for them
+	unremoved  map[string]struct{} // containers whose removal failed; the reconciler retries
 
 	// ctx is cancelled by Close; timers use it to destroy sandboxes.
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx        context.Context
+	cancel     context.CancelFunc
+	reconciler sync.WaitGroup // the reconcile loop; Close waits for it
 }
 
 // box is one live sandbox.
@@ -106,21 +108,25 @@ func New(log *slog.Logger, rt runtime.Runtime, cfg Config, metrics *Metrics) (*M
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, ctx: ctx, cancel: cancel,
-		images: newPuller(log, rt, cfg, metrics)}, nil
+	m := &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, unremoved: map[string]struct{}{},
+		ctx: ctx, cancel: cancel, images: newPuller(log, rt, cfg, metrics)}
+	m.reconciler.Add(1)
+	go m.reconcileLoop()
+	return m, nil
 }
 
 // Config returns the manager's configuration.
 func (m *Manager) Config() Config { return m.cfg }
 
-// Close stops the timers and closes the databases. Sandboxes keep running;
-// the next Restore finds them again.
+// Close stops the timers and the reconciler and closes the databases.
+// Sandboxes keep running; the next Restore finds them again.
 func (m *Manager) Close() {
 	m.cancel()
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
 	m.destroying.Wait()
+	m.reconciler.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, b := range m.boxes {

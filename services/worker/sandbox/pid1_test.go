@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/worker/runtime"
+	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
 )
 
@@ -33,23 +36,21 @@ func TestAgentForwardsSIGTERMAndExits(t *testing.T) {
 	sb := mustCreate(t, m, api.SandboxConfig{})
 	marker := filepath.Join(cfg.DataDir, "sandboxes", sb.SandboxID, "run", "got-term")
 	// The run directory is the host directory mounted at /.osb/run.
-	if _, err := m.StartProcess(ctx, sb.SandboxID, api.ProcessConfig{
+	st, err := m.StartProcess(ctx, sb.SandboxID, api.ProcessConfig{
 		Cmd: `trap 'echo term > /.osb/run/got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done`,
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	sandboxtest.Eventually(t, 5*time.Second, "process running", func() bool {
-		ps, _ := m.Processes(ctx, sb.SandboxID)
-		return len(ps) == 1 && ps[0].Running
-	})
-	time.Sleep(200 * time.Millisecond) // let the shell install its trap
+	waitOutput(t, m, sb.SandboxID, st.PID, "ready") // the trap is in place
 	start := time.Now()
 	if out, err := exec.Command("podman", "kill", "--signal", "TERM", "osb-"+sb.SandboxID).CombinedOutput(); err != nil {
 		t.Fatalf("podman kill: %v %s", err, out)
 	}
+	// The reconciler may remove the stopped container before we look.
 	sandboxtest.Eventually(t, 10*time.Second, "sandbox stopped after SIGTERM", func() bool {
 		c, err := rt.Inspect(ctx, "osb-"+sb.SandboxID)
-		return err == nil && !c.Running
+		return errors.Is(err, runtime.ErrNotFound) || (err == nil && !c.Running)
 	})
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("agent took %s to exit after SIGTERM", d)
@@ -57,5 +58,27 @@ func TestAgentForwardsSIGTERMAndExits(t *testing.T) {
 	b, err := os.ReadFile(marker)
 	if err != nil || strings.TrimSpace(string(b)) != "term" {
 		t.Fatalf("child did not get the forwarded SIGTERM: %q %v", b, err)
+	}
+}
+
+// waitOutput follows a process's output until its stdout contains want.
+func waitOutput(t *testing.T, m *sandbox.Manager, id string, pid int, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ps, err := m.ConnectProcess(ctx, id, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	var out strings.Builder
+	for !strings.Contains(out.String(), want) {
+		ev, err := ps.Next()
+		if err != nil || ev.Type == api.EventExit || ev.Type == api.EventError {
+			t.Fatalf("waiting for %q: %v %+v; stdout %q", want, err, ev, out.String())
+		}
+		if ev.Type == api.EventStdout {
+			out.Write(ev.Data)
+		}
 	}
 }

@@ -33,7 +33,7 @@ func (m *Manager) Restore(ctx context.Context) error {
 		seen[id] = true
 		if err := m.restoreOne(ctx, id, c); err != nil {
 			m.log.Warn("sandbox not restored; removing it", "sandbox_id", id, "err", err)
-			m.rt.Remove(ctx, c.Name)
+			m.removeContainer(ctx, c.Name)
 			m.lost(ctx, id, "not restored after a worker restart: "+err.Error())
 		}
 	}
@@ -105,7 +105,7 @@ func (m *Manager) restoreOne(ctx context.Context, id string, c runtime.Container
 		// Its end came while the worker was down: it is not brought back.
 		m.metrics.Destroyed.WithLabelValues(events.TypeTimeout).Inc()
 		b.agent.Close()
-		m.rt.Remove(ctx, c.Name)
+		m.removeContainer(ctx, c.Name)
 		m.finish(ctx, b, events.TypeTimeout, "")
 		return nil
 	}

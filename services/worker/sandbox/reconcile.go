@@ -1,0 +1,108 @@
+package sandbox
+
+import (
+	"context"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/shared/events"
+)
+
+// reconcilePass bounds one pass of the reconciler.
+const reconcilePass = time.Minute
+
+// reconcileLoop reconciles every cfg.ReconcileInterval until Close.
+func (m *Manager) reconcileLoop() {
+	defer m.reconciler.Done()
+	t := time.NewTicker(m.cfg.ReconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+			m.reconcile()
+		}
+	}
+}
+
+// reconcile compares the live sandboxes with this worker's containers. A
+// sandbox whose container is missing or no longer running (its agent, PID 1,
+// was killed from inside with `kill 1`, or by the OOM killer) is destroyed
+// with reason error, which frees its capacity and ends its session. Then
+// the removals that failed earlier are tried again.
+func (m *Manager) reconcile() {
+	// Destroys run to the end even when Close comes meanwhile (Close waits
+	// for them); the listing stops with the manager.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), reconcilePass)
+	defer cancel()
+	// The sandboxes are taken before the containers are listed, so that a
+	// create or restore in flight, whose container may be newer than the
+	// list, is not judged against it.
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.boxes))
+	for id := range m.boxes {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	if len(ids) > 0 {
+		lctx, lcancel := context.WithTimeout(m.ctx, reconcilePass)
+		ctrs, err := m.rt.List(lctx, map[string]string{LabelWorker: m.cfg.WorkerID})
+		lcancel()
+		if err != nil {
+			if m.ctx.Err() == nil {
+				m.log.Warn("reconcile: list containers", "err", err)
+			}
+			return
+		}
+		running := make(map[string]bool, len(ctrs))
+		for _, c := range ctrs {
+			if id := c.Labels[LabelID]; id != "" {
+				running[id] = c.Running
+			}
+		}
+		for _, id := range ids {
+			up, found := running[id]
+			if up {
+				continue
+			}
+			detail := "the sandbox's container disappeared"
+			if found {
+				detail = "the sandbox's container stopped: its agent (PID 1) exited or was killed, e.g. out of memory"
+			}
+			m.log.Warn("sandbox container is not running; destroying the sandbox", "sandbox_id", id, "detail", detail)
+			m.destroy(ctx, id, events.TypeError, detail)
+		}
+	}
+	m.retryRemovals(ctx)
+}
+
+// removeContainer force-removes a container; one that cannot be removed now
+// is remembered and retried by the reconciler.
+func (m *Manager) removeContainer(ctx context.Context, name string) {
+	if err := m.rt.Remove(ctx, name); err != nil {
+		m.log.Error("remove sandbox container; the reconciler retries", "container", name, "err", err)
+		m.mu.Lock()
+		m.unremoved[name] = struct{}{}
+		m.mu.Unlock()
+	}
+}
+
+// retryRemovals tries again to remove the containers whose removal failed.
+func (m *Manager) retryRemovals(ctx context.Context) {
+	m.mu.Lock()
+	names := make([]string, 0, len(m.unremoved))
+	for name := range m.unremoved {
+		names = append(names, name)
+	}
+	m.mu.Unlock()
+	for _, name := range names {
+		if err := m.rt.Remove(ctx, name); err != nil {
+			m.log.Warn("remove sandbox container: still failing", "container", name, "err", err)
+			continue
+		}
+		m.mu.Lock()
+		delete(m.unremoved, name)
+		m.mu.Unlock()
+		m.log.Info("sandbox container removed on retry", "container", name)
+	}
+}
