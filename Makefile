@@ -53,7 +53,7 @@ infra-reset: ## stop them and delete their data and .env.local
 
 .PHONY: run-pg run-syncer
 run-syncer: build ## a separate event syncer (JetStream -> PostgreSQL; health on :8090), beside or instead of the in-process one
-	$(WITH_ENV_LOCAL) bin/opensandbox-syncer
+	$(WITH_ENV_LOCAL) NATS_URL="$${NATS_SYNCER_URL:-$$NATS_URL}" bin/opensandbox-syncer
 
 run-pg: bootstrap build ## combined server with PostgreSQL (API keys, quotas, sessions) on :8080
 	$(WITH_ENV_LOCAL) OPENSANDBOX_MODE=combined bin/opensandbox-server
@@ -69,7 +69,8 @@ run-full-server: build ## control plane alone on :8080 (workers over gRPC)
 WORKER_ID ?= worker-1
 .PHONY: run-full-worker
 run-full-worker: bootstrap build ## worker on :8081 (HTTP data path) and :9090 (gRPC)
-	$(WITH_ENV_LOCAL) OPENSANDBOX_PORT=8081 OPENSANDBOX_GRPC_PORT=9090 OPENSANDBOX_WORKER_ID=$(WORKER_ID) \
+	$(WITH_ENV_LOCAL) NATS_URL="$${NATS_WORKER_URL:-$$NATS_URL}" \
+		OPENSANDBOX_PORT=8081 OPENSANDBOX_GRPC_PORT=9090 OPENSANDBOX_WORKER_ID=$(WORKER_ID) \
 		OPENSANDBOX_DATA_DIR=$(DATA)/$(WORKER_ID) bin/opensandbox-worker
 
 .PHONY: proto

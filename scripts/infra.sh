@@ -75,8 +75,10 @@ nats_up() {
 	fi
 	[ -x "$ROOT/bin/osb-nats" ] || die "bin/osb-nats is missing: run make build"
 	mkdir -p "$NATS_DIR/store"
-	step "starting NATS JetStream on 127.0.0.1:$NATS_PORT"
-	nohup "$ROOT/bin/osb-nats" -port "$NATS_PORT" -store "$NATS_DIR/store" >"$NATS_DIR/log" 2>&1 &
+	step "starting NATS JetStream on 127.0.0.1:$NATS_PORT (a user per role, from .env.local)"
+	# osb-nats takes each role's user and password from these URLs.
+	(set -a; . "$ENV_FILE"; set +a
+		exec nohup "$ROOT/bin/osb-nats" -port "$NATS_PORT" -store "$NATS_DIR/store") >"$NATS_DIR/log" 2>&1 &
 	echo $! >"$NATS_DIR/pid"
 	for _ in $(seq 50); do
 		grep -q "JetStream on" "$NATS_DIR/log" 2>/dev/null && return
@@ -104,27 +106,46 @@ secret() {
 	echo "$v"
 }
 
+# nats_password ROLE: the role's password in .env.local's NATS URLs, or a
+# new random one.
+nats_password() {
+	local var=NATS_URL v
+	[ "$1" = controlplane ] || var=NATS_$(echo "$1" | tr a-z A-Z)_URL
+	v=$(grep -s "^$var=" "$ENV_FILE" | sed -n 's|^[^=]*=nats://[^:]*:\([^@]*\)@.*|\1|p')
+	[ -n "$v" ] || v=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	echo "$v"
+}
+
 write_env() {
-	local jwt worker
+	local jwt worker metrics cp wk sy
 	jwt=$(secret OPENSANDBOX_JWT_SECRET)
 	worker=$(secret OPENSANDBOX_WORKER_SECRET)
+	metrics=$(secret OPENSANDBOX_METRICS_TOKEN)
+	cp=$(nats_password controlplane)
+	wk=$(nats_password worker)
+	sy=$(nats_password syncer)
 	cat >"$ENV_FILE.tmp" <<EOT
 # Written by make infra-up; read by the Makefile. Local development only.
 DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/opensandbox?sslmode=disable
-NATS_URL=nats://127.0.0.1:$NATS_PORT
+# NATS: one user per role (make run-full-worker and run-syncer pass theirs as NATS_URL).
+NATS_URL=nats://controlplane:$cp@127.0.0.1:$NATS_PORT
+NATS_WORKER_URL=nats://worker:$wk@127.0.0.1:$NATS_PORT
+NATS_SYNCER_URL=nats://syncer:$sy@127.0.0.1:$NATS_PORT
 OPENSANDBOX_JWT_SECRET=$jwt
 OPENSANDBOX_WORKER_SECRET=$worker
+# Bearer token of GET /metrics on the control plane and workers.
+OPENSANDBOX_METRICS_TOKEN=$metrics
 EOT
 	chmod 600 "$ENV_FILE.tmp"
 	mv "$ENV_FILE.tmp" "$ENV_FILE"
-	step "wrote .env.local (DATABASE_URL, NATS_URL, secrets)"
+	step "wrote .env.local (DATABASE_URL, NATS URLs with credentials, secrets)"
 }
 
 case ${1:-} in
 up)
 	pg_up
-	nats_up
 	write_env
+	nats_up
 	;;
 down)
 	nats_down

@@ -39,6 +39,7 @@ func run(ctx context.Context) error {
 	cfg := syncer.DefaultConfig()
 	cfg.BatchSize = e.Int("OPENSANDBOX_SYNC_BATCH", cfg.BatchSize)
 	cfg.MaxTries = e.Int("OPENSANDBOX_SYNC_MAX_TRIES", cfg.MaxTries)
+	cfg.Stream = natsx.ConsumedStream(e.Int64("OPENSANDBOX_EVENTS_MAX_BYTES", natsx.DefaultEventsMaxBytes))
 	logLevel := e.String("OPENSANDBOX_LOG_LEVEL", "info")
 	if err := e.Err(); err != nil {
 		return err
@@ -59,7 +60,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("database schema: %w (the control plane applies migrations at start)", err)
 	}
-	nc, err := natsx.Connect(natsURL, "opensandbox-syncer")
+	nc, err := natsx.Connect(natsURL, "opensandbox-syncer", natsx.As(natsx.RoleSyncer))
 	if err != nil {
 		return err
 	}

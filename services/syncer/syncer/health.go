@@ -8,8 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Handler serves GET /health (backlog and lag as JSON; 503 while failing)
-// and GET /metrics.
+// Handler serves GET /health (backlog and lag as JSON; 503 while failing;
+// no error text: it is unauthenticated, and the logs have the errors) and
+// GET /metrics.
 func (s *Syncer) Handler(reg prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
@@ -18,7 +19,7 @@ func (s *Syncer) Handler(reg prometheus.Gatherer) http.Handler {
 		if !st.OK {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		json.NewEncoder(w).Encode(map[string]any{"status": statusWord(st.OK), "role": "syncer", "sync": st})
+		json.NewEncoder(w).Encode(map[string]any{"status": statusWord(st.OK), "role": "syncer", "sync": st.Public()})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux

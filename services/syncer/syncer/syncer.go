@@ -29,11 +29,15 @@ type Config struct {
 	AckWait    time.Duration // JetStream redelivers what is not acked by then
 	MaxBackoff time.Duration // longest wait between retries while PostgreSQL is down
 	Writers    int           // batches written concurrently
+	// Stream is the policy SANDBOX_EVENTS is created with when missing (a
+	// consumed work queue); an existing stream is never changed.
+	Stream natsx.StreamPolicy
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{BatchSize: 1000, MaxWait: 100 * time.Millisecond, MaxTries: 5, AckWait: 30 * time.Second, MaxBackoff: 5 * time.Second, Writers: 2}
+	return Config{BatchSize: 1000, MaxWait: 100 * time.Millisecond, MaxTries: 5, AckWait: 30 * time.Second, MaxBackoff: 5 * time.Second, Writers: 2,
+		Stream: natsx.ConsumedStream(0)}
 }
 
 // Syncer moves events from JetStream to PostgreSQL.
@@ -46,7 +50,16 @@ type Syncer struct {
 
 	mu     sync.Mutex
 	status Status
+	// What is failing now: reaching the stream (fetch, consumer info) and
+	// writing to PostgreSQL are separate, and each clears on its own success.
+	failing map[string]bool
 }
+
+// Parts of the pipeline whose failures Status reports.
+const (
+	partStream = "stream"
+	partWrite  = "write"
+)
 
 // Status is what GET /health reports.
 type Status struct {
@@ -60,9 +73,19 @@ type Status struct {
 	LastError      string    `json:"lastError,omitempty"`
 }
 
+// Public is the status without error text, for unauthenticated health
+// checks (errors can name internal hosts; they are in the logs).
+func (s Status) Public() Status {
+	s.LastError = ""
+	return s
+}
+
 // New returns a syncer.
 func New(log *slog.Logger, js jetstream.JetStream, pool *pgxpool.Pool, cfg Config, metrics *Metrics) *Syncer {
-	return &Syncer{log: log, js: js, pool: pool, cfg: cfg, metrics: metrics, status: Status{OK: true}}
+	if cfg.Stream == (natsx.StreamPolicy{}) {
+		cfg.Stream = natsx.ConsumedStream(0)
+	}
+	return &Syncer{log: log, js: js, pool: pool, cfg: cfg, metrics: metrics, status: Status{OK: true}, failing: map[string]bool{}}
 }
 
 // Written returns how many events this syncer has committed.
@@ -74,13 +97,18 @@ func (s *Syncer) Written() uint64 {
 
 // Status returns the current health, refreshing the consumer's backlog.
 func (s *Syncer) Status(ctx context.Context) Status {
-	if cons, err := s.js.Consumer(ctx, natsx.EventsStream, natsx.SyncConsumer); err == nil {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if nc := s.js.Conn(); nc != nil && !nc.IsConnected() {
+		// Not connected: a lookup would wait in the reconnect buffer.
+	} else if cons, err := s.js.Consumer(ctx, natsx.EventsStream, natsx.SyncConsumer); err == nil {
 		if info, err := cons.Info(ctx); err == nil {
 			s.mu.Lock()
 			s.status.Pending = info.NumPending
 			s.status.AckPending = info.NumAckPending
 			s.mu.Unlock()
 			s.metrics.Pending.Set(float64(info.NumPending + uint64(info.NumAckPending)))
+			s.recovered(partStream) // the stream answers again
 		}
 	}
 	s.mu.Lock()
@@ -89,8 +117,14 @@ func (s *Syncer) Status(ctx context.Context) Status {
 }
 
 func (s *Syncer) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	if _, err := natsx.EnsureEventStream(ctx, s.js, natsx.DefaultStreamLimits); err != nil {
+	if _, err := natsx.EnsureEventStream(ctx, s.log, s.js, s.cfg.Stream); err != nil {
 		return nil, fmt.Errorf("event stream: %w", err)
+	}
+	// Dead letters go to a stream of their own, so they never fill the
+	// event stream. A stream of an older version may still hold the
+	// subject: then dead letters stay there (logged, not fatal).
+	if _, err := natsx.EnsureDeadLetterStream(ctx, s.log, s.js); err != nil {
+		s.log.Warn("dead-letter stream not created; dead letters go wherever the subject is captured", "err", err)
 	}
 	return s.js.CreateOrUpdateConsumer(ctx, natsx.EventsStream, jetstream.ConsumerConfig{
 		Durable:       natsx.SyncConsumer,
@@ -113,7 +147,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		s.fail("set up consumer", err)
+		s.fail(partStream, "set up consumer", err)
 		if !sleep(ctx, backoff) {
 			return nil
 		}
@@ -140,10 +174,17 @@ func (s *Syncer) Run(ctx context.Context) error {
 
 func (s *Syncer) fetchLoop(ctx context.Context, cons jetstream.Consumer, out chan<- []jetstream.Msg) {
 	for ctx.Err() == nil {
+		if nc := s.js.Conn(); nc != nil && !nc.IsConnected() {
+			// A fetch would only time out (its request waits in the
+			// reconnect buffer), which looks like an idle stream.
+			s.fail(partStream, "fetch", errors.New("not connected to NATS"))
+			sleep(ctx, 250*time.Millisecond)
+			continue
+		}
 		batch, err := cons.Fetch(s.cfg.BatchSize, jetstream.FetchMaxWait(s.cfg.MaxWait))
 		if err != nil {
 			if ctx.Err() == nil {
-				s.fail("fetch", err)
+				s.fail(partStream, "fetch", err)
 				sleep(ctx, time.Second)
 			}
 			continue
@@ -153,9 +194,14 @@ func (s *Syncer) fetchLoop(ctx context.Context, cons jetstream.Consumer, out cha
 			msgs = append(msgs, m)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil && len(msgs) == 0 {
-			s.fail("fetch", err)
+			s.fail(partStream, "fetch", err)
 			sleep(ctx, time.Second)
 			continue
+		}
+		if ctx.Err() == nil && s.js.Conn().IsConnected() {
+			// A fetch that answered, even with nothing: an idle syncer
+			// is healthy.
+			s.recovered(partStream)
 		}
 		if len(msgs) > 0 {
 			select {
@@ -221,7 +267,7 @@ func (s *Syncer) writeWithRetry(ctx context.Context, rows []row, msgs []jetstrea
 			return err
 		}
 		s.metrics.WriteErrors.Inc()
-		s.fail("write batch; retrying", err)
+		s.fail(partWrite, "write batch; retrying", err)
 		if time.Since(lastProgress) > s.cfg.AckWait/3 {
 			for _, m := range msgs {
 				m.InProgress()
@@ -246,9 +292,8 @@ func (s *Syncer) done(msgs []jetstream.Msg, rows []row) {
 		age = max(age, a)
 	}
 	s.metrics.Written.Add(float64(len(rows)))
+	s.recovered(partWrite)
 	s.mu.Lock()
-	s.status.OK = true
-	s.status.LastError = ""
 	s.status.LastBatchAt = now
 	s.status.LastEventAgeMs = age.Milliseconds()
 	s.status.Written += uint64(len(rows))
@@ -270,7 +315,7 @@ func (s *Syncer) reject(ctx context.Context, m jetstream.Msg, cause error) {
 	defer cancel()
 	if _, err := s.js.PublishMsg(pctx, dl); err != nil {
 		m.NakWithDelay(time.Second) // keep it rather than lose it
-		s.fail("dead-letter", err)
+		s.fail(partWrite, "dead-letter", err)
 		return
 	}
 	m.Term()
@@ -281,12 +326,31 @@ func (s *Syncer) reject(ctx context.Context, m jetstream.Msg, cause error) {
 	s.log.Warn("event dead-lettered", "subject", m.Subject(), "err", cause)
 }
 
-func (s *Syncer) fail(what string, err error) {
-	s.log.Warn("syncer: "+what, "err", err)
+func (s *Syncer) fail(part, what string, err error) {
 	s.mu.Lock()
+	if s.failing[part] && part == partStream {
+		s.log.Debug("syncer: "+what, "err", err) // logged when it started failing
+	} else {
+		s.log.Warn("syncer: "+what, "err", err)
+	}
+	s.failing[part] = true
 	s.status.OK = false
 	s.status.LastError = what + ": " + err.Error()
 	s.mu.Unlock()
+}
+
+// recovered clears a part's failure; the syncer is OK when no part fails.
+func (s *Syncer) recovered(part string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.failing[part] {
+		return
+	}
+	delete(s.failing, part)
+	if len(s.failing) == 0 {
+		s.status.OK = true
+		s.status.LastError = ""
+	}
 }
 
 func decode(b []byte) (row, error) {

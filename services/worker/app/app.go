@@ -168,7 +168,7 @@ func Main(ctx context.Context) error {
 	log := obs.NewLogger(os.Stderr, cfg.LogLevel).With("service", "worker", "worker_id", cfg.Sandbox.WorkerID)
 	reg := obs.NewRegistry()
 
-	nc, err := natsx.Connect(cfg.NATSURL, "worker-"+cfg.Sandbox.WorkerID)
+	nc, err := natsx.Connect(cfg.NATSURL, "worker-"+cfg.Sandbox.WorkerID, natsx.As(natsx.RoleWorker))
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
@@ -246,5 +246,7 @@ func newPublisher(log *slog.Logger, reg prometheus.Registerer, nc *nats.Conn, cf
 	return publisher.New(log, js, publisher.Config{
 		DataDir: cfg.Sandbox.DataDir,
 		Subject: natsx.EventSubject(cfg.Sandbox.Region, cfg.Sandbox.WorkerID),
+		// A worker always has a syncer behind it (server mode).
+		Stream: natsx.ConsumedStream(cfg.EventsMaxBytes),
 	}, publisher.NewMetrics(reg))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/config"
 	"github.com/opensandbox/opensandbox/services/shared/grpcx"
+	"github.com/opensandbox/opensandbox/services/shared/natsx"
 	"github.com/opensandbox/opensandbox/services/worker/heartbeat"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 )
@@ -32,6 +33,9 @@ type Config struct {
 	ClusterSecret     string // the control plane's credential on gRPC (and /metrics)
 	HeartbeatInterval time.Duration
 	PublishEvents     bool
+	// EventsMaxBytes bounds SANDBOX_EVENTS when this worker creates it: a
+	// work queue that refuses events when full (they wait in SQLite).
+	EventsMaxBytes int64
 	// GRPCTLS serves gRPC over TLS with this certificate; with a CA the
 	// control plane must present a certificate signed by it (mutual TLS).
 	GRPCTLS grpcx.TLSFiles
@@ -64,6 +68,7 @@ func LoadConfig() (Config, error) {
 		ClusterSecret:     e.String("OPENSANDBOX_WORKER_SECRET", ""),
 		HeartbeatInterval: e.Duration("OPENSANDBOX_HEARTBEAT_INTERVAL", heartbeat.DefaultInterval),
 		PublishEvents:     e.Bool("OPENSANDBOX_PUBLISH_EVENTS", true),
+		EventsMaxBytes:    e.Int64("OPENSANDBOX_EVENTS_MAX_BYTES", natsx.DefaultEventsMaxBytes),
 		GRPCTLS: grpcx.TLSFiles{
 			Cert: e.String("OPENSANDBOX_GRPC_TLS_CERT", ""),
 			Key:  e.String("OPENSANDBOX_GRPC_TLS_KEY", ""),
@@ -105,6 +110,8 @@ func (c Config) Validate() error {
 		return errors.New("OPENSANDBOX_HEARTBEAT_INTERVAL must be positive")
 	case c.MaxUpload <= 0:
 		return errors.New("OPENSANDBOX_MAX_UPLOAD_BYTES must be positive")
+	case c.EventsMaxBytes <= 0:
+		return errors.New("OPENSANDBOX_EVENTS_MAX_BYTES must be positive")
 	case c.GRPCTLS.Enabled() && (c.GRPCTLS.Cert == "" || c.GRPCTLS.Key == ""):
 		return errors.New("gRPC TLS needs OPENSANDBOX_GRPC_TLS_CERT and OPENSANDBOX_GRPC_TLS_KEY")
 	}

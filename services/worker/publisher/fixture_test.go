@@ -47,6 +47,7 @@ type pipeline struct {
 	syncDone chan struct{}
 	syncer   *syncer.Syncer
 	dbs      map[string]*sandboxdb.DB
+	stream   natsx.StreamPolicy // SANDBOX_EVENTS' policy (default: consumed, 10 GiB)
 }
 
 func quietLog() *slog.Logger {
@@ -56,7 +57,7 @@ func quietLog() *slog.Logger {
 func newPipeline(t testing.TB) *pipeline {
 	t.Helper()
 	ctx := context.Background()
-	p := &pipeline{t: t, dataDir: t.TempDir(), natsDir: t.TempDir(), dbs: map[string]*sandboxdb.DB{}}
+	p := &pipeline{t: t, dataDir: t.TempDir(), natsDir: t.TempDir(), dbs: map[string]*sandboxdb.DB{}, stream: natsx.ConsumedStream(0)}
 	p.dsn = pgtest.NewDatabase(t)
 	pool, err := pgxpool.New(ctx, p.dsn)
 	if err != nil {
@@ -109,10 +110,10 @@ func (p *pipeline) startPublisher() {
 	js := p.js()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := natsx.EnsureEventStream(ctx, js, natsx.DefaultStreamLimits); err != nil {
+	if _, err := natsx.EnsureEventStream(ctx, quietLog(), js, p.stream); err != nil {
 		p.t.Fatal(err)
 	}
-	pub, err := New(quietLog(), js, Config{DataDir: p.dataDir, Subject: natsx.EventSubject("test", "w1"), AckWait: 3 * time.Second}, NewMetrics(prometheus.NewRegistry()))
+	pub, err := New(quietLog(), js, Config{DataDir: p.dataDir, Subject: natsx.EventSubject("test", "w1"), AckWait: 3 * time.Second, Stream: p.stream}, NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -134,6 +135,7 @@ func (p *pipeline) startSyncer() {
 	cfg := syncer.DefaultConfig()
 	cfg.MaxBackoff = 500 * time.Millisecond
 	cfg.MaxTries = 3
+	cfg.Stream = p.stream
 	p.syncer = syncer.New(quietLog(), p.js(), p.pool, cfg, syncer.NewMetrics(prometheus.NewRegistry()))
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopSync, p.syncDone = cancel, make(chan struct{})

@@ -157,10 +157,90 @@ func TestPipelineSameMessageTwiceAndPoison(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	st, _ := js.Stream(ctx, natsx.EventsStream)
+	st, _ := js.Stream(ctx, natsx.DeadLetterStream)
 	msg, err := st.GetLastMsgForSubject(ctx, natsx.DeadLetterSubj)
 	if err != nil || string(msg.Data) != `{not json` {
 		t.Fatalf("dead-letter subject holds %v, %v", msg, err)
+	}
+}
+
+// A consumed stream that is full refuses events instead of dropping the
+// oldest ones nobody has written yet: the refused events wait unsynced in
+// SQLite, and once the syncer drains the stream each arrives exactly once.
+func TestPipelineFullStreamKeepsEventsInSQLite(t *testing.T) {
+	p := newPipeline(t)
+	p.stream = natsx.ConsumedStream(64 << 10) // a couple of hundred command events
+	p.startPublisher()
+	burst(p, 2, 1000, 0)
+	js := p.js()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, natsx.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for p.pub.Status().LastError == "" || p.unsynced() == 1000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the full stream refused nothing: %+v, %d unsynced", p.pub.Status(), p.unsynced())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsynced := p.unsynced()
+	if info.State.FirstSeq != 1 || info.State.Msgs == 0 || int(info.State.Msgs)+unsynced != 1000 {
+		t.Fatalf("stream first seq %d with %d messages, %d unsynced in SQLite: want nothing dropped (stream + SQLite = 1000)",
+			info.State.FirstSeq, info.State.Msgs, unsynced)
+	}
+	if info.Config.Retention != jetstream.WorkQueuePolicy || info.Config.Discard != jetstream.DiscardNew {
+		t.Fatalf("stream policy %v/%v", info.Config.Retention, info.Config.Discard)
+	}
+	p.startSyncer()
+	p.waitRows(1000, 60*time.Second)
+	if n := p.count(`SELECT count(DISTINCT event_id) FROM command_logs`); n != 1000 {
+		t.Fatalf("%d distinct events in PostgreSQL, want 1000", n)
+	}
+	// Acknowledged events leave the work queue.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		info, err := st.Info(ctx)
+		if err == nil && info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream still holds %d messages after the syncer wrote them all", info.State.Msgs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A sandbox directory removed behind the publisher's back (not through
+// retireIfDone) has its database handle closed at the next round.
+func TestPublisherForgetsRemovedSandboxDirectories(t *testing.T) {
+	p := newPipeline(t)
+	p.startSyncer()
+	p.startPublisher()
+	p.writeCommands("gone", 3)
+	p.writeCommands("kept", 3)
+	p.waitRows(6, 30*time.Second)
+	if n := p.pub.openDBs(); n != 2 {
+		t.Fatalf("%d databases open, want 2", n)
+	}
+	p.dbs["gone"].Close()
+	delete(p.dbs, "gone")
+	if err := os.RemoveAll(filepath.Join(p.dataDir, "sandboxes", "gone")); err != nil {
+		t.Fatal(err)
+	}
+	p.pub.Notify("gone")
+	deadline := time.Now().Add(10 * time.Second) // within one rescan (2 s)
+	for p.pub.openDBs() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d databases open after the directory was removed, want 1", p.pub.openDBs())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

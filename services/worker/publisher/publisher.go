@@ -2,8 +2,16 @@
 // to the NATS JetStream stream SANDBOX_EVENTS. A row is marked synced only
 // after JetStream acknowledged it; the event id is the JetStream message id,
 // so a re-send after a crash collapses into one message (and the syncer is
-// idempotent on it as well). Nothing is lost: what is not acknowledged stays
-// in SQLite and is sent again.
+// idempotent on it as well). What is not acknowledged stays in SQLite and is
+// sent again.
+//
+// Where a syncer consumes the stream (natsx.ConsumedStream: server mode,
+// combined mode with PostgreSQL) nothing is lost: the stream is a work
+// queue that keeps every event until the syncer acknowledged it and, when
+// full, refuses new ones, which then wait here in SQLite (a destroyed
+// sandbox's directory is kept until its events are out). Where nothing
+// consumes it (natsx.UnconsumedStream: combined mode without PostgreSQL)
+// the stream is bounded and drops its oldest events first.
 package publisher
 
 import (
@@ -25,15 +33,19 @@ import (
 
 // Config configures a publisher.
 type Config struct {
-	DataDir   string        // the manager's data dir: sandboxes/<id>/sandbox.db
-	Subject   string        // natsx.EventSubject(region, worker)
-	BatchSize int           // events per publish round per sandbox
-	Rescan    time.Duration // full scan interval: a safety net, not the trigger
-	AckWait   time.Duration // how long to wait for JetStream acks
-	Parallel  int           // sandboxes published at once
+	DataDir   string             // the manager's data dir: sandboxes/<id>/sandbox.db
+	Subject   string             // natsx.EventSubject(region, worker)
+	Stream    natsx.StreamPolicy // created with this policy if missing (default: consumed)
+	BatchSize int                // events per publish round per sandbox
+	Rescan    time.Duration      // full scan interval: a safety net, not the trigger
+	AckWait   time.Duration      // how long to wait for JetStream acks
+	Parallel  int                // sandboxes published at once
 }
 
 func (c *Config) defaults() {
+	if c.Stream == (natsx.StreamPolicy{}) {
+		c.Stream = natsx.ConsumedStream(0)
+	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 1000
 	}
@@ -121,7 +133,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	// their events wait in SQLite until the stream is there.
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := natsx.EnsureEventStream(sctx, p.js, natsx.DefaultStreamLimits)
+		_, err := natsx.EnsureEventStream(sctx, p.log, p.js, p.cfg.Stream)
 		cancel()
 		if err == nil {
 			break
@@ -139,9 +151,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 	defer tick.Stop()
 	backoff := 100 * time.Millisecond
 	for {
+		before := p.Status().Published
 		err := p.drain(ctx)
 		p.setError(err)
 		if err != nil && ctx.Err() == nil {
+			if p.Status().Published > before {
+				// Part of the backlog went out (a full stream taking what
+				// the syncer frees): keep going at once.
+				backoff = 100 * time.Millisecond
+			}
 			p.metrics.Errors.Inc()
 			p.log.Warn("publish sandbox events; will retry", "err", err, "retry_in", backoff)
 			select {
@@ -167,22 +185,37 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 }
 
-// scan marks every sandbox directory dirty and refreshes the backlog gauge.
+// scan marks every sandbox directory dirty, closes the databases of
+// directories that are gone (removed by the manager without retention, or
+// by hand) and refreshes the backlog gauge.
 func (p *Publisher) scan() {
 	dirs, err := os.ReadDir(filepath.Join(p.cfg.DataDir, "sandboxes"))
-	if err != nil {
+	if err != nil && !os.IsNotExist(err) {
 		return
 	}
 	total := 0
 	var oldest time.Time
+	present := map[string]bool{}
 	p.mu.Lock()
 	for _, d := range dirs {
 		if !d.IsDir() {
 			continue
 		}
+		present[d.Name()] = true
 		p.dirty[d.Name()] = true
 	}
 	p.mu.Unlock()
+	p.dbMu.Lock()
+	var gone []string
+	for id := range p.dbs {
+		if !present[id] {
+			gone = append(gone, id)
+		}
+	}
+	p.dbMu.Unlock()
+	for _, id := range gone {
+		p.forget(id)
+	}
 	for _, d := range dirs {
 		if db, err := p.open(d.Name()); err == nil {
 			if n, at, err := db.Backlog(context.Background()); err == nil {
@@ -210,6 +243,13 @@ type Status struct {
 	Published           uint64    `json:"published"`
 	LastPublishAt       time.Time `json:"lastPublishAt,omitzero"`
 	LastError           string    `json:"lastError,omitempty"`
+}
+
+// Public is the status without error text, for unauthenticated health
+// checks (errors can name internal hosts; they are in the logs).
+func (s Status) Public() Status {
+	s.LastError = ""
+	return s
 }
 
 // Status returns the backlog as of the last scan and the last outcome.
@@ -277,15 +317,23 @@ func (p *Publisher) drain(ctx context.Context) error {
 	return firstErr
 }
 
+// open returns a sandbox's database, opening it on first use. A cached
+// handle whose file is gone is closed: an unlinked SQLite file would still
+// answer, and its handle would never be released.
 func (p *Publisher) open(id string) (*sandboxdb.DB, error) {
 	p.dbMu.Lock()
 	defer p.dbMu.Unlock()
-	if db, ok := p.dbs[id]; ok {
-		return db, nil
-	}
 	path := filepath.Join(p.cfg.DataDir, "sandboxes", id, "sandbox.db")
-	if _, err := os.Stat(path); err != nil {
-		return nil, err
+	_, statErr := os.Stat(path)
+	if db, ok := p.dbs[id]; ok {
+		if statErr == nil {
+			return db, nil
+		}
+		db.Close()
+		delete(p.dbs, id)
+	}
+	if statErr != nil {
+		return nil, statErr
 	}
 	db, err := sandboxdb.Open(path)
 	if err != nil {
@@ -391,6 +439,13 @@ func (p *Publisher) forget(id string) {
 		db.Close()
 		delete(p.dbs, id)
 	}
+}
+
+// openDBs is how many sandbox databases are open (tests).
+func (p *Publisher) openDBs() int {
+	p.dbMu.Lock()
+	defer p.dbMu.Unlock()
+	return len(p.dbs)
 }
 
 func (p *Publisher) closeAll() {

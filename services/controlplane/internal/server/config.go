@@ -13,6 +13,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/config"
 	"github.com/opensandbox/opensandbox/services/shared/grpcx"
+	"github.com/opensandbox/opensandbox/services/shared/natsx"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	DatabaseURL string // PostgreSQL: API keys, quotas, sessions (required in server mode)
 	Migrate     bool   // apply missing migrations at start-up
 	RunSyncer   bool   // with PostgreSQL, consume sandbox events into it in-process
+	// EventsMaxBytes bounds SANDBOX_EVENTS where a syncer consumes it (with
+	// PostgreSQL): a work queue that refuses events when full.
+	EventsMaxBytes int64
 
 	// Server mode.
 	NATSURL       string
@@ -48,26 +52,37 @@ type Config struct {
 	GRPCTLS grpcx.TLSFiles
 }
 
+// eventStream is the policy of SANDBOX_EVENTS in this configuration: consumed
+// wherever PostgreSQL is (a syncer, in-process or not, writes it there),
+// bounded and dropping the oldest where nothing consumes it.
+func (c Config) eventStream() natsx.StreamPolicy {
+	if c.Mode == ModeServer || c.DatabaseURL != "" {
+		return natsx.ConsumedStream(c.EventsMaxBytes)
+	}
+	return natsx.UnconsumedStream
+}
+
 // LoadConfig reads the environment and validates the result.
 func LoadConfig() (Config, error) {
 	e := &config.Env{}
 	c := Config{
-		Mode:          e.String("OPENSANDBOX_MODE", ModeCombined),
-		Addr:          net.JoinHostPort(e.String("OPENSANDBOX_HOST", "127.0.0.1"), e.String("OPENSANDBOX_PORT", "8080")),
-		APIKey:        e.String("OPENSANDBOX_API_KEY", ""),
-		LogLevel:      e.String("OPENSANDBOX_LOG_LEVEL", "info"),
-		PodmanURI:     e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
-		OCIRuntime:    e.String("OPENSANDBOX_OCI_RUNTIME", ""),
-		MaxUpload:     e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
-		Sandbox:       sandbox.ConfigFromEnv(e),
-		DatabaseURL:   e.String("DATABASE_URL", ""),
-		Migrate:       e.Bool("OPENSANDBOX_MIGRATE", true),
-		RunSyncer:     e.Bool("OPENSANDBOX_RUN_SYNCER", true),
-		NATSURL:       e.String("NATS_URL", ""),
-		JWTSecret:     e.String("OPENSANDBOX_JWT_SECRET", ""),
-		WorkerSecret:  e.String("OPENSANDBOX_WORKER_SECRET", ""),
-		DefaultRegion: e.String("OPENSANDBOX_DEFAULT_REGION", "local"),
-		StaleAfter:    e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
+		Mode:           e.String("OPENSANDBOX_MODE", ModeCombined),
+		Addr:           net.JoinHostPort(e.String("OPENSANDBOX_HOST", "127.0.0.1"), e.String("OPENSANDBOX_PORT", "8080")),
+		APIKey:         e.String("OPENSANDBOX_API_KEY", ""),
+		LogLevel:       e.String("OPENSANDBOX_LOG_LEVEL", "info"),
+		PodmanURI:      e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
+		OCIRuntime:     e.String("OPENSANDBOX_OCI_RUNTIME", ""),
+		MaxUpload:      e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
+		Sandbox:        sandbox.ConfigFromEnv(e),
+		DatabaseURL:    e.String("DATABASE_URL", ""),
+		Migrate:        e.Bool("OPENSANDBOX_MIGRATE", true),
+		RunSyncer:      e.Bool("OPENSANDBOX_RUN_SYNCER", true),
+		EventsMaxBytes: e.Int64("OPENSANDBOX_EVENTS_MAX_BYTES", natsx.DefaultEventsMaxBytes),
+		NATSURL:        e.String("NATS_URL", ""),
+		JWTSecret:      e.String("OPENSANDBOX_JWT_SECRET", ""),
+		WorkerSecret:   e.String("OPENSANDBOX_WORKER_SECRET", ""),
+		DefaultRegion:  e.String("OPENSANDBOX_DEFAULT_REGION", "local"),
+		StaleAfter:     e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
 		GRPCTLS: grpcx.TLSFiles{
 			Cert: e.String("OPENSANDBOX_GRPC_TLS_CERT", ""),
 			Key:  e.String("OPENSANDBOX_GRPC_TLS_KEY", ""),
@@ -84,6 +99,9 @@ func LoadConfig() (Config, error) {
 func (c Config) Validate() error {
 	if c.MaxUpload <= 0 {
 		return errors.New("OPENSANDBOX_MAX_UPLOAD_BYTES must be positive")
+	}
+	if c.EventsMaxBytes < 0 {
+		return errors.New("OPENSANDBOX_EVENTS_MAX_BYTES must be positive")
 	}
 	switch c.Mode {
 	case ModeCombined:

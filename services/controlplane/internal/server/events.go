@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 // syncer (JetStream -> PostgreSQL) running in-process.
 type events struct {
 	log      *slog.Logger
+	stream   natsx.StreamPolicy
 	embedded *natsserver.Server
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -34,19 +36,25 @@ type events struct {
 }
 
 // startEvents connects to NATS — starting an embedded server under
-// dataDir/nats when natsURL is empty — and returns the pipeline's handle.
-func startEvents(log *slog.Logger, natsURL, dataDir string) (*events, error) {
-	e := &events{log: log}
+// dataDir/nats when natsURL is empty — and returns the pipeline's handle;
+// stream is the event stream's policy (natsx.ConsumedStream where a syncer
+// writes to PostgreSQL).
+func startEvents(log *slog.Logger, natsURL, dataDir string, stream natsx.StreamPolicy) (*events, error) {
+	e := &events{log: log, stream: stream}
 	if natsURL == "" {
-		srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: -1, StoreDir: filepath.Join(dataDir, "nats")})
+		// This process is the embedded server's only client: it gets a
+		// user with a random password, and nothing else may connect.
+		pw := rand.Text()
+		srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: -1, StoreDir: filepath.Join(dataDir, "nats"),
+			Users: []natsx.User{{Name: natsx.RoleControlPlane, Password: pw, Role: natsx.RoleControlPlane}}})
 		if err != nil {
 			return nil, err
 		}
 		e.embedded = srv
-		natsURL = srv.ClientURL()
-		log.Info("embedded NATS JetStream", "url", natsURL)
+		natsURL = natsx.URLFor(srv.ClientURL(), natsx.RoleControlPlane, pw)
+		log.Info("embedded NATS JetStream", "url", srv.ClientURL())
 	}
-	nc, err := natsx.Connect(natsURL, "opensandbox-server")
+	nc, err := natsx.Connect(natsURL, "opensandbox-server", natsx.As(natsx.RoleControlPlane))
 	if err != nil {
 		e.Close()
 		return nil, fmt.Errorf("nats: %w", err)
@@ -62,7 +70,7 @@ func startEvents(log *slog.Logger, natsURL, dataDir string) (*events, error) {
 // publish starts the publisher over the sandboxes of dataDir; the manager
 // must be configured with RetainEvents and OnEvent = Notify.
 func (e *events) publish(ctx context.Context, reg prometheus.Registerer, dataDir, region, workerID string) error {
-	pub, err := publisher.New(e.log, e.js, publisher.Config{DataDir: dataDir, Subject: natsx.EventSubject(region, workerID)}, publisher.NewMetrics(reg))
+	pub, err := publisher.New(e.log, e.js, publisher.Config{DataDir: dataDir, Subject: natsx.EventSubject(region, workerID), Stream: e.stream}, publisher.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -73,7 +81,9 @@ func (e *events) publish(ctx context.Context, reg prometheus.Registerer, dataDir
 
 // sync starts the syncer writing to pool.
 func (e *events) sync(ctx context.Context, reg prometheus.Registerer, pool *pgxpool.Pool) {
-	e.syn = syncer.New(e.log, e.js, pool, syncer.DefaultConfig(), syncer.NewMetrics(reg))
+	cfg := syncer.DefaultConfig()
+	cfg.Stream = e.stream
+	e.syn = syncer.New(e.log, e.js, pool, cfg, syncer.NewMetrics(reg))
 	e.run(ctx, e.syn.Run)
 }
 

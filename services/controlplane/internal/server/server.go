@@ -46,7 +46,7 @@ func runCombined(ctx context.Context, log *slog.Logger, cfg Config) error {
 	reg := obs.NewRegistry()
 	// Events always flow into JetStream (embedded unless NATS_URL is set);
 	// they reach PostgreSQL only when it is configured.
-	ev, err := startEvents(log, cfg.NATSURL, cfg.Sandbox.DataDir)
+	ev, err := startEvents(log, cfg.NATSURL, cfg.Sandbox.DataDir, cfg.eventStream())
 	if err != nil {
 		return err
 	}

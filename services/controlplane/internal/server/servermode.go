@@ -28,7 +28,7 @@ func runServer(ctx context.Context, log *slog.Logger, cfg Config) error {
 		return err
 	}
 	defer st.Close()
-	nc, err := natsx.Connect(cfg.NATSURL, "opensandbox-server")
+	nc, err := natsx.Connect(cfg.NATSURL, "opensandbox-server", natsx.As(natsx.RoleControlPlane))
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
@@ -88,7 +88,7 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 	capi := cluster.New(log, cluster.Config{DefaultRegion: cfg.DefaultRegion}, pg.tracker, st, workers, pool, tokens,
 		placement.New(placement.DefaultK, uint64(time.Now().UnixNano())), cluster.NewMetrics(reg))
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
-	ev := &events{log: log, nc: nc}
+	ev := &events{log: log, nc: nc, stream: cfg.eventStream()}
 	if cfg.RunSyncer {
 		// The control plane consumes the workers' events itself unless a
 		// separate opensandbox-syncer does (OPENSANDBOX_RUN_SYNCER=false);
