@@ -102,7 +102,7 @@ func (c *Client) Connect(ctx context.Context, id string) (*Sandbox, error) {
 	s := newSandbox(c, info)
 	if info.ConnectURL != "" && info.Token == "" {
 		// The sandbox lives behind a worker: get a token for its data path.
-		if err := s.refreshToken(ctx); err != nil {
+		if err := s.refreshToken(ctx, ""); err != nil {
 			return nil, err
 		}
 	}

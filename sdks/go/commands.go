@@ -28,7 +28,8 @@ type RunOptions struct {
 	Envs map[string]string // merged over the sandbox's environment
 	Cwd  string
 	// Timeout kills the command's process group when it runs longer (whole
-	// seconds). Zero means the server default: 60 s for Run, none for Start.
+	// seconds, rounded up). Zero means the server default: 60 s for Run,
+	// none for Start.
 	Timeout time.Duration
 	// Stdin is written to the command, then its stdin is closed. Leave it
 	// empty with Start to keep stdin open for SendStdin.

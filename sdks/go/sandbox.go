@@ -19,13 +19,20 @@ type Sandbox struct {
 	client *Client
 	id     string
 
-	mu   sync.Mutex // guards info and the data-path credentials below
+	mu   sync.Mutex // guards info and the data-path credentials below; never held across I/O
 	info SandboxInfo
 
 	connectURL string
 	token      string
 	expiresAt  time.Time // zero: does not expire
 	issuedAt   time.Time
+	refreshing *refreshCall // the token request in flight, if any
+}
+
+// refreshCall is one token request that concurrent callers share.
+type refreshCall struct {
+	done chan struct{} // closed when err is set
+	err  error
 }
 
 func newSandbox(c *Client, info SandboxInfo) *Sandbox {
@@ -77,16 +84,22 @@ func (s *Sandbox) IsRunning(ctx context.Context) (bool, error) {
 	return info.Status == StatusRunning, nil
 }
 
-// Kill destroys the sandbox. Killing a sandbox that is already gone answers
-// an error matching ErrSandboxGone.
-func (s *Sandbox) Kill(ctx context.Context) error {
-	return s.client.doJSON(ctx, s.client.lifecycle(), http.MethodDelete, s.path(""), nil, nil, nil)
+// Kill destroys the sandbox and reports whether it did: a sandbox that is
+// already gone (killed, timed out, never existed) answers false and no error,
+// as in the Python and TypeScript SDKs.
+func (s *Sandbox) Kill(ctx context.Context) (bool, error) {
+	err := s.client.doJSON(ctx, s.client.lifecycle(), http.MethodDelete, s.path(""), nil, nil, nil)
+	if errors.Is(err, ErrSandboxGone) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
-// SetTimeout makes the sandbox end d from now (whole seconds, at least one).
+// SetTimeout makes the sandbox end d from now. The server counts whole
+// seconds: d is rounded up (400ms becomes 1s); d <= 0 is an invalid argument.
 func (s *Sandbox) SetTimeout(ctx context.Context, d time.Duration) error {
-	if d < time.Second {
-		return &Error{Op: "set timeout", Code: CodeInvalidArgument, Message: "timeout must be at least one second"}
+	if d <= 0 {
+		return &Error{Op: "set timeout", Code: CodeInvalidArgument, Message: "timeout must be positive"}
 	}
 	body := struct {
 		Timeout int `json:"timeout"`
@@ -126,44 +139,91 @@ func (s *Sandbox) setTokenLocked(t tokenAnswer) {
 	s.issuedAt = s.client.now()
 }
 
-// refreshToken asks the control plane for a fresh data-path token.
-func (s *Sandbox) refreshToken(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.refreshTokenLocked(ctx)
+// refreshToken asks the control plane for a fresh data-path token to
+// replace stale ("" when there is none yet). Concurrent callers share one
+// request, and s.mu is not held while it runs. A caller that finds the token
+// already replaced returns at once.
+func (s *Sandbox) refreshToken(ctx context.Context, stale string) error {
+	for {
+		s.mu.Lock()
+		if s.token != stale {
+			s.mu.Unlock()
+			return nil
+		}
+		call := s.refreshing
+		if call == nil {
+			call = &refreshCall{done: make(chan struct{})}
+			s.refreshing = call
+			s.mu.Unlock()
+			t, err := s.fetchToken(ctx)
+			s.mu.Lock()
+			if err == nil {
+				s.setTokenLocked(t)
+			}
+			s.refreshing = nil
+			s.mu.Unlock()
+			call.err = err
+			close(call.done)
+			return err
+		}
+		s.mu.Unlock()
+		select {
+		case <-call.done:
+			if call.err == nil {
+				return nil
+			}
+			if isContextError(call.err) && ctx.Err() == nil {
+				continue // the caller that asked gave up; this one still wants a token
+			}
+			return call.err
+		case <-ctx.Done():
+			return transportError("refresh token", ctx.Err())
+		}
+	}
 }
 
-func (s *Sandbox) refreshTokenLocked(ctx context.Context) error {
+func isContextError(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// fetchToken performs the token request.
+func (s *Sandbox) fetchToken(ctx context.Context) (tokenAnswer, error) {
 	var t tokenAnswer
 	if err := s.client.doJSON(ctx, s.client.lifecycle(), http.MethodPost, s.path("/token"), nil, nil, &t); err != nil {
-		return err
+		return t, err
 	}
 	if t.Token == "" {
-		return &Error{Op: "refresh token", Code: CodeUnexpectedAnswer, Message: "the token answer carries no token"}
+		return t, &Error{Op: "refresh token", Code: CodeUnexpectedAnswer, Message: "the token answer carries no token"}
 	}
-	s.setTokenLocked(t)
-	return nil
+	return t, nil
 }
 
 // dataEndpoint returns where data-path calls go, renewing the token first
-// when it is about to expire.
+// when it is about to expire. While one caller renews it, the others go on
+// with the current token as long as it has not expired yet.
 func (s *Sandbox) dataEndpoint(ctx context.Context) (endpoint, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.token == "" || s.connectURL == "" {
+		s.mu.Unlock()
 		return s.client.lifecycle(), nil
 	}
 	if !s.expiresAt.IsZero() {
+		now := s.client.now()
 		margin := s.client.tokenMargin
 		if life := s.expiresAt.Sub(s.issuedAt); life/4 < margin {
 			margin = life / 4
 		}
-		if s.expiresAt.Sub(s.client.now()) <= margin {
-			if err := s.refreshTokenLocked(ctx); err != nil {
+		renewing := s.refreshing != nil && now.Before(s.expiresAt)
+		if s.expiresAt.Sub(now) <= margin && !renewing {
+			stale := s.token
+			s.mu.Unlock()
+			if err := s.refreshToken(ctx, stale); err != nil {
 				return endpoint{}, err
 			}
+			s.mu.Lock()
 		}
 	}
+	defer s.mu.Unlock()
 	return endpoint{base: s.connectURL, token: s.token}, nil
 }
 
@@ -180,7 +240,7 @@ func (s *Sandbox) send(ctx context.Context, r request) (*http.Response, error) {
 	if err == nil || ep.token == "" || !errors.As(err, &e) || e.Code != CodeTokenExpired {
 		return resp, err
 	}
-	if rerr := s.refreshToken(ctx); rerr != nil {
+	if rerr := s.refreshToken(ctx, ep.token); rerr != nil {
 		return nil, rerr
 	}
 	if r.body != nil && r.replay == nil {

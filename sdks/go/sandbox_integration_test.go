@@ -71,8 +71,8 @@ func TestSandboxLifecycle(t *testing.T) {
 		t.Fatalf("SetTimeout(0): %v, want ErrInvalidArgument", err)
 	}
 
-	if err := sbx.Kill(ctx); err != nil {
-		t.Fatal(err)
+	if killed, err := sbx.Kill(ctx); err != nil || !killed {
+		t.Fatalf("kill: %v, %v", killed, err)
 	}
 	if running, err := sbx.IsRunning(ctx); err != nil || running {
 		t.Fatalf("is running after kill: %v, %v", running, err)
@@ -82,8 +82,8 @@ func TestSandboxLifecycle(t *testing.T) {
 		t.Fatalf("info after kill: %v, want ErrSandboxGone", err)
 	}
 	requireCode(t, err, 404, opensandbox.CodeSandboxNotFound)
-	if err := sbx.Kill(ctx); !errors.Is(err, opensandbox.ErrSandboxGone) {
-		t.Fatalf("second kill: %v, want ErrSandboxGone", err)
+	if killed, err := sbx.Kill(ctx); err != nil || killed {
+		t.Fatalf("second kill: %v, %v; want false and no error", killed, err)
 	}
 	if _, err := sbx.Commands().Run(ctx, "true", opensandbox.RunOptions{}); !errors.Is(err, opensandbox.ErrSandboxGone) {
 		t.Fatalf("run after kill: %v, want ErrSandboxGone", err)

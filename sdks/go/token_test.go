@@ -46,6 +46,42 @@ type tokenStubs struct {
 	valid     map[string]bool // tokens the worker accepts
 	cpCalls   []string        // "METHOD path" seen by the control plane
 	workerLog []string        // "METHOD path token" seen by the worker
+
+	// With stall set, token requests wait until it is closed; each one
+	// first sends on asked.
+	stall chan struct{}
+	asked chan struct{}
+}
+
+// stallTokens makes the control plane hold token requests until the
+// returned function is called (more than once is fine).
+func (s *tokenStubs) stallTokens() (release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stall, s.asked = make(chan struct{}), make(chan struct{}, 64)
+	var once sync.Once
+	stall := s.stall
+	release = func() { once.Do(func() { close(stall) }) }
+	s.t.Cleanup(release)
+	return release
+}
+
+// waitAsked waits until the control plane has received a token request.
+func (s *tokenStubs) waitAsked() {
+	s.t.Helper()
+	select {
+	case <-s.asked:
+	case <-time.After(5 * time.Second):
+		s.t.Fatal("no token request reached the control plane")
+	}
+}
+
+// count says how often what occurs in the calls the control plane and the
+// worker saw.
+func (s *tokenStubs) count(what string) (controlPlane, worker int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Count(fmt.Sprint(s.cpCalls), what), strings.Count(fmt.Sprint(s.workerLog), what)
 }
 
 func newTokenStubs(t *testing.T, lifetime time.Duration) *tokenStubs {
@@ -104,9 +140,24 @@ func (s *tokenStubs) serveControlPlane(w http.ResponseWriter, r *http.Request) {
 	case "GET /sandboxes/sb1":
 		writeJSON(w, 200, info) // the get answer carries no token
 	case "POST /sandboxes/sb1/token":
+		s.mu.Lock()
+		stall, asked := s.stall, s.asked
+		s.mu.Unlock()
+		if stall != nil {
+			asked <- struct{}{}
+			select {
+			case <-stall:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		writeJSON(w, 200, s.issue())
 	case "DELETE /sandboxes/sb1":
 		w.WriteHeader(204)
+	case "DELETE /sandboxes/gone":
+		writeJSON(w, 404, errorBody{"sandbox gone not found", CodeSandboxNotFound})
+	case "DELETE /sandboxes/broken":
+		writeJSON(w, 500, errorBody{"database down", "internal"})
 	default:
 		writeJSON(w, 404, errorBody{"no route", "not_found"})
 	}
@@ -185,8 +236,8 @@ func TestDataPathGoesToConnectURLWithToken(t *testing.T) {
 	if err != nil || res.Stdout != "ran true" {
 		t.Fatalf("run: %+v, %v", res, err)
 	}
-	if err := sbx.Kill(ctx); err != nil {
-		t.Fatal(err)
+	if killed, err := sbx.Kill(ctx); err != nil || !killed {
+		t.Fatalf("kill: %v, %v", killed, err)
 	}
 	if got := stubs.workerTokens(); len(got) != 1 || got[0] != "token-1" {
 		t.Fatalf("worker saw tokens %v, want [token-1]", got)
@@ -350,5 +401,137 @@ func TestRateLimitAnswer(t *testing.T) {
 	var e *Error
 	if !errors.Is(err, ErrRateLimit) || !errors.As(err, &e) || e.Status != 429 || e.Message != "concurrent sandbox limit reached" {
 		t.Fatalf("create over quota: %#v", err)
+	}
+}
+
+// The control plane stalls on a token renewal: the caller renewing waits,
+// and the other calls go on with the current token, which has not expired.
+func TestSlowTokenRenewalDoesNotBlockOtherCalls(t *testing.T) {
+	stubs, sbx, release := stalledSandbox(t, 10*time.Minute)
+	ctx := context.Background()
+	stubs.clock.advance(9*time.Minute + 30*time.Second) // inside the renewal margin, still valid
+	renewer := goRun(ctx, sbx, "renewer")
+	stubs.waitAsked()
+
+	others := make(chan error, 1)
+	go func() {
+		for i := 0; i < 3; i++ {
+			if _, err := sbx.Commands().Run(ctx, "other", RunOptions{}); err != nil {
+				others <- err
+				return
+			}
+		}
+		_, err := sbx.Info(ctx)
+		others <- err
+	}()
+	select {
+	case err := <-others:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		release()
+		t.Fatal("calls blocked behind the stalled token renewal")
+	}
+	release()
+	if err := await(t, renewer, "the renewing call"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(stubs.workerTokens()), "[token-1 token-1 token-1 token-2]"; got != want {
+		t.Fatalf("worker saw %s, want %s", got, want)
+	}
+	if _, err := sbx.Commands().Run(ctx, "after", RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := stubs.count("POST /sandboxes/sb1/token"); n != 1 {
+		t.Fatalf("%d token requests, want 1", n)
+	}
+}
+
+// Calls refused with token_expired at the same time renew the token once.
+func TestConcurrentExpiredAnswersRenewOnce(t *testing.T) {
+	stubs, sbx, release := stalledSandbox(t, time.Hour)
+	ctx := context.Background()
+	stubs.revokeAll()
+	const n = 5
+	var calls []<-chan error
+	for range n {
+		calls = append(calls, goRun(ctx, sbx, "true"))
+	}
+	stubs.waitAsked()
+	// Release once every call has had its token_expired answer.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, w := stubs.count("token-1"); w < n; _, w = stubs.count("token-1") {
+		if time.Now().After(deadline) {
+			release()
+			t.Fatalf("the calls did not all reach the worker")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	release()
+	for _, c := range calls {
+		if err := await(t, c, "a refused call"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := stubs.count("POST /sandboxes/sb1/token"); got != 1 {
+		t.Fatalf("%d token requests for %d expired answers, want 1: %v", got, n, stubs.cpCalls)
+	}
+	if _, got := stubs.count("token-2"); got != n {
+		t.Fatalf("%d retries with token-2, want %d: %v", got, n, stubs.workerLog)
+	}
+}
+
+// A caller that gives up while renewing the token does not fail the others
+// waiting for that renewal: one of them asks again.
+func TestRenewalOutlivesTheCallerThatGaveUp(t *testing.T) {
+	stubs, sbx, release := stalledSandbox(t, 10*time.Minute)
+	ctx := context.Background()
+	stubs.clock.advance(11 * time.Minute) // expired: every call needs the new token
+	quitting, quit := context.WithCancel(ctx)
+	first := goRun(quitting, sbx, "first")
+	stubs.waitAsked()
+	second := goRun(ctx, sbx, "second")
+	quit()
+	if err := await(t, first, "the caller that gave up"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the caller that gave up: %v, want context.Canceled", err)
+	}
+	release()
+	if err := await(t, second, "the caller still waiting"); err != nil {
+		t.Fatalf("the caller still waiting: %v", err)
+	}
+}
+
+// stalledSandbox creates a sandbox through new stubs whose control plane
+// then holds token requests until release is called.
+func stalledSandbox(t *testing.T, lifetime time.Duration) (stubs *tokenStubs, sbx *Sandbox, release func()) {
+	t.Helper()
+	stubs = newTokenStubs(t, lifetime)
+	sbx, err := stubs.client().Create(context.Background(), CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stubs, sbx, stubs.stallTokens()
+}
+
+// goRun runs cmd in the background; its error arrives on the channel.
+func goRun(ctx context.Context, sbx *Sandbox, cmd string) <-chan error {
+	c := make(chan error, 1)
+	go func() {
+		_, err := sbx.Commands().Run(ctx, cmd, RunOptions{})
+		c <- err
+	}()
+	return c
+}
+
+// await returns what c carries, failing the test after five seconds.
+func await(t *testing.T, c <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-c:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not finish", what)
+		return nil
 	}
 }

@@ -33,7 +33,7 @@ type SandboxInfo struct {
 type CreateOptions struct {
 	Template       string            // template name or image; server default "base"
 	Alias          string            // optional human name
-	Timeout        time.Duration     // lifetime; whole seconds, server default 5 minutes
+	Timeout        time.Duration     // lifetime; whole seconds (rounded up), server default 5 minutes
 	Envs           map[string]string // environment of every command
 	Metadata       map[string]string // free-form labels
 	CPUCount       int

@@ -98,7 +98,7 @@ func killQuietly(t *testing.T, id string) {
 	defer cancel()
 	sbx, err := opensandbox.NewClient().Connect(ctx, id)
 	if err == nil {
-		err = sbx.Kill(ctx)
+		_, err = sbx.Kill(ctx)
 	}
 	if err != nil && !errors.Is(err, opensandbox.ErrSandboxGone) {
 		t.Errorf("kill %s: %v", id, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	opensandbox "github.com/opensandbox/opensandbox/sdks/go"
 )
 
 func runKill(ctx context.Context, a *app, args []string) error {
@@ -19,7 +21,10 @@ func runKill(ctx context.Context, a *app, args []string) error {
 	for _, id := range pos {
 		sbx, err := a.client.Connect(ctx, id)
 		if err == nil {
-			err = sbx.Kill(ctx)
+			var killed bool
+			if killed, err = sbx.Kill(ctx); err == nil && !killed {
+				err = opensandbox.ErrSandboxGone // gone between the two calls
+			}
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", id, err))
