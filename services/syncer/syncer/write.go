@@ -56,8 +56,13 @@ const (
 			bytes_in   = GREATEST(pty_session_logs.bytes_in, EXCLUDED.bytes_in),
 			bytes_out  = GREATEST(pty_session_logs.bytes_out, EXCLUDED.bytes_out)`
 
-	// The control plane usually wrote the session row at create; this covers
-	// sandboxes it did not see (and races with it harmlessly).
+	// The worker publishes `created` before its gRPC reply reaches the
+	// control plane, so this often inserts the session row before the
+	// control plane commits its create: the control plane's commit then
+	// merges into this row (store.Commit: INSERT ... ON CONFLICT DO UPDATE,
+	// keeping an end recorded here). It also covers sandboxes the control
+	// plane never recorded. A row the control plane wrote first is left as
+	// it is.
 	insertSessions = `INSERT INTO sandbox_sessions (sandbox_id, org_id, template, region, worker_id, status, metadata, started_at, end_at)
 		SELECT DISTINCT ON (sandbox_id) sandbox_id,
 			CASE WHEN org_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN org_id::uuid END,

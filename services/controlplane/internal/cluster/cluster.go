@@ -150,6 +150,7 @@ func (a *API) create(c *fiber.Ctx) error {
 	}
 	if err := a.tracker.Created(ctx, res, sb, cfg); err != nil {
 		a.destroy(context.WithoutCancel(ctx), w, sb.SandboxID)
+		a.tracker.Abort(ctx, res)
 		return err
 	}
 	if err := a.withToken(&sb, caller.OrgID(), w); err != nil {

@@ -44,6 +44,7 @@ func (s Tracked) Create(ctx context.Context, cfg api.SandboxConfig, opts sandbox
 	}
 	if err := s.t.Created(ctx, r, sb, cfg); err != nil {
 		s.Manager.Kill(context.WithoutCancel(ctx), sb.SandboxID)
+		s.t.Abort(ctx, r)
 		return api.Sandbox{}, err
 	}
 	return sb, nil

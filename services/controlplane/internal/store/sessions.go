@@ -96,20 +96,37 @@ func (s *Store) Reserve(ctx context.Context, orgID string, maxConcurrent int) (R
 	return r, err
 }
 
-// Commit turns a reservation into the session of a created sandbox.
+// Commit turns a reservation into the session of a created sandbox, in one
+// transaction: the reservation goes and the session row is inserted with the
+// control plane's data. The event syncer may have inserted that row already
+// (the worker publishes `created` before the gRPC reply reaches us), so an
+// existing row is merged into, not collided with: it takes the control
+// plane's data, and keeps a stopped or error status (with its stop time and
+// message) that the syncer recorded meanwhile.
 func (s *Store) Commit(ctx context.Context, r Reservation, sess Session) error {
 	cfg, _ := json.Marshal(sess.Config)
 	md, _ := json.Marshal(sess.Metadata)
 	if sess.Metadata == nil {
 		md = []byte("{}")
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE sandbox_sessions SET sandbox_id = $2, template = $3, region = $4, worker_id = $5,
-		config = $6, metadata = $7, started_at = $8, end_at = $9, status = 'running'
-		WHERE id = $1`, r.ID, sess.SandboxID, sess.Template, sess.Region, sess.WorkerID, cfg, md, sess.StartedAt, sess.EndAt)
-	if err == nil && tag.RowsAffected() == 0 {
-		return fmt.Errorf("reservation %s: %w", r.ID, ErrNotFound)
-	}
-	return err
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var org *string
+		err := tx.QueryRow(ctx, `DELETE FROM sandbox_sessions WHERE id = $1 AND sandbox_id LIKE 'pending:%' RETURNING org_id::text`, r.ID).Scan(&org)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("reservation %s: %w", r.ID, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO sandbox_sessions (id, sandbox_id, org_id, template, region, worker_id, config, metadata, started_at, end_at, status)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running')
+			ON CONFLICT (sandbox_id) DO UPDATE SET org_id = EXCLUDED.org_id, template = EXCLUDED.template, region = EXCLUDED.region,
+				worker_id = EXCLUDED.worker_id, config = EXCLUDED.config, metadata = EXCLUDED.metadata,
+				started_at = EXCLUDED.started_at, end_at = EXCLUDED.end_at,
+				status = CASE WHEN sandbox_sessions.status IN ('stopped', 'error') THEN sandbox_sessions.status ELSE 'running' END`,
+			r.ID, sess.SandboxID, org, sess.Template, sess.Region, sess.WorkerID, cfg, md, sess.StartedAt, sess.EndAt)
+		return err
+	})
 }
 
 // Abort releases a reservation whose create failed.

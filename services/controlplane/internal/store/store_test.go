@@ -174,6 +174,62 @@ func TestQuotaReservations(t *testing.T) {
 	}
 }
 
+// The event syncer may insert a sandbox's session row (from its `created`
+// event, or an end event) before the control plane commits the create:
+// Commit merges into that row instead of failing on the unique sandbox_id,
+// keeps an end the syncer recorded, and releases the reservation.
+func TestCommitMergesTheSyncersRow(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	org, err := st.CreateOrg(ctx, Org{Name: "R", Slug: "r", MaxConcurrentSandboxes: 5, MaxSandboxTimeoutSec: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now().Add(time.Minute).UTC().Truncate(time.Microsecond)
+	for _, tc := range []struct{ syncerStatus, want string }{{"running", "running"}, {"stopped", "stopped"}, {"error", "error"}} {
+		t.Run(tc.syncerStatus, func(t *testing.T) {
+			id := "race-" + tc.syncerStatus
+			r, err := st.Reserve(ctx, org.ID, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What the syncer's insertSessions / endSessions write.
+			if _, err := st.pool.Exec(ctx, `INSERT INTO sandbox_sessions (sandbox_id, org_id, template, region, worker_id, status, stopped_at, error_msg)
+				VALUES ($1, $2, '', 'eu', 'w1', $3, CASE WHEN $3 <> 'running' THEN now() END, CASE WHEN $3 = 'error' THEN 'boom' END)`,
+				id, org.ID, tc.syncerStatus); err != nil {
+				t.Fatal(err)
+			}
+			err = st.Commit(ctx, r, Session{SandboxID: id, Template: "base", Region: "eu", WorkerID: "w1",
+				Config: api.SandboxConfig{TemplateID: "base", Timeout: 60}, Metadata: map[string]string{"k": "v"}, StartedAt: time.Now(), EndAt: &end})
+			if err != nil {
+				t.Fatalf("commit after the syncer's row: %v", err)
+			}
+			s, err := st.Session(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Status != tc.want || s.Template != "base" || s.Metadata["k"] != "v" || s.Config.Timeout != 60 || s.OrgID != org.ID ||
+				s.EndAt == nil || !s.EndAt.Equal(end) {
+				t.Fatalf("merged session %+v", s)
+			}
+			if tc.want != "running" && s.StoppedAt == nil {
+				t.Fatalf("the syncer's stop time was lost: %+v", s)
+			}
+			if tc.want == "error" && s.ErrorMsg != "boom" {
+				t.Fatalf("the syncer's error was lost: %+v", s)
+			}
+			var rows, pending int
+			st.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE sandbox_id = $1), count(*) FILTER (WHERE sandbox_id LIKE 'pending:%') FROM sandbox_sessions`, id).Scan(&rows, &pending)
+			if rows != 1 || pending != 0 {
+				t.Fatalf("%d rows for the sandbox, %d reservations left", rows, pending)
+			}
+			if err := st.Commit(ctx, r, Session{SandboxID: id, StartedAt: time.Now(), EndAt: &end}); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("a second commit of the same reservation: %v", err)
+			}
+		})
+	}
+}
+
 func TestWorkerLossAndSweep(t *testing.T) {
 	ctx := context.Background()
 	st := open(t)
