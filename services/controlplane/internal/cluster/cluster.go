@@ -24,6 +24,8 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/httpx"
 	"github.com/opensandbox/opensandbox/services/shared/proto/workerv1"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 )
 
 // RegionHeader names the region when the body does not.
@@ -193,6 +195,11 @@ func (a *API) place(ctx context.Context, region string, cfg api.SandboxConfig, o
 	}
 }
 
+// createOn asks one worker to create the sandbox. Only a failure before the
+// request left (no connection to the worker) is worker_unreachable, which
+// place retries elsewhere; once the request reached the worker, a broken
+// connection may have left a sandbox there, and a retry would make a second
+// one: that is worker_failed, which is not retried.
 func (a *API) createOn(ctx context.Context, w registry.Worker, cfg api.SandboxConfig, orgID string) (*workerv1.Sandbox, error) {
 	cl, err := a.workers.Client(w.GRPCAddr)
 	if err != nil {
@@ -200,8 +207,15 @@ func (a *API) createOn(ctx context.Context, w registry.Worker, cfg api.SandboxCo
 	}
 	ctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
-	pb, err := cl.CreateSandbox(ctx, &workerv1.CreateSandboxRequest{Config: workerv1.ConfigToProto(cfg), OrgId: orgID})
-	return pb, grpcx.FromStatus(err)
+	// The peer is recorded only when the call got a transport stream, that
+	// is when the request was sent on a connection to the worker.
+	var reached peer.Peer
+	pb, err := cl.CreateSandbox(ctx, &workerv1.CreateSandboxRequest{Config: workerv1.ConfigToProto(cfg), OrgId: orgID}, grpc.Peer(&reached))
+	err = grpcx.FromStatus(err)
+	if errs.As(err).Code == "worker_unreachable" && reached.Addr != nil {
+		return nil, errs.Unavailable("worker_failed", "the worker failed while creating the sandbox; it may have been created there").WithCause(err)
+	}
+	return pb, err
 }
 
 func (a *API) withToken(sb *api.Sandbox, orgID string, w registry.Worker) error {
