@@ -1,4 +1,5 @@
 import { DataClient } from "./client.js";
+import { wholeSeconds } from "./config.js";
 import { NotFoundError, OpenSandboxError, TimeoutError, errorFromResponse, trueUnlessNotFound } from "./errors.js";
 import { StreamEvent, readEvents } from "./sse.js";
 import { toSdkError } from "./transport.js";
@@ -23,8 +24,8 @@ export interface CommandOptions {
   /** Working directory. */
   cwd?: string;
   /**
-   * Seconds before the process group is killed; default 60 (foreground) or
-   * none (background). Running out throws a TimeoutError whose `result` holds the output.
+   * Seconds before the process group is killed (rounded up to whole seconds);
+   * default 60 (foreground) or none (background). Running out throws a TimeoutError whose `result` holds the output.
    */
   timeout?: number;
   /** Written to the process, then its stdin is closed. */
@@ -259,7 +260,7 @@ export class Commands {
       args: opts.args,
       envs: opts.envs,
       cwd: opts.cwd,
-      timeout: opts.timeout,
+      timeout: wholeSeconds(opts.timeout),
       stdin: opts.stdin,
       tag: opts.tag,
     };

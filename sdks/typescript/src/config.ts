@@ -28,3 +28,11 @@ export class ConnectionConfig {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   }
 }
+
+/**
+ * The server counts timeouts in whole seconds: a positive timeout is rounded
+ * up (0.4 → 1, 1.5 → 2); undefined, 0 and negative values go as they are.
+ */
+export function wholeSeconds(seconds: number | undefined): number | undefined {
+  return seconds !== undefined && seconds > 0 ? Math.ceil(seconds) : seconds;
+}

@@ -88,16 +88,29 @@ function statusCode(status: number): string {
   }
 }
 
-/**
- * Runs a delete-like call: true when it succeeded, false when the thing was
- * not there (a NotFoundError, with `code` if given).
- */
-export async function trueUnlessNotFound(call: Promise<unknown>, code?: string): Promise<boolean> {
+/** Runs a delete-like call: true when it succeeded, false when `absent(err)` says the thing was not there. */
+async function trueUnless(call: Promise<unknown>, absent: (err: unknown) => boolean): Promise<boolean> {
   try {
     await call;
     return true;
   } catch (err) {
-    if (err instanceof NotFoundError && (code === undefined || err.code === code)) return false;
+    if (absent(err)) return false;
     throw err;
   }
+}
+
+/** Runs a delete-like call: true when it succeeded, false for a NotFoundError (with `code`, if given). */
+export function trueUnlessNotFound(call: Promise<unknown>, code?: string): Promise<boolean> {
+  return trueUnless(call, (err) => err instanceof NotFoundError && (code === undefined || err.code === code));
+}
+
+/**
+ * Runs a kill: true when it succeeded, false when the server says the sandbox
+ * does not exist (404 `sandbox_not_found`, or 410); other failures throw.
+ */
+export function trueUnlessGone(call: Promise<unknown>): Promise<boolean> {
+  return trueUnless(
+    call,
+    (err) => err instanceof SandboxGoneError || (err instanceof NotFoundError && err.code === "sandbox_not_found"),
+  );
 }

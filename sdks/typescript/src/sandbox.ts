@@ -1,7 +1,7 @@
 import { ApiClient, DataClient } from "./client.js";
 import { Commands } from "./commands.js";
-import { ConnectionConfig, ConnectionOptions } from "./config.js";
-import { SandboxGoneError, trueUnlessNotFound } from "./errors.js";
+import { ConnectionConfig, ConnectionOptions, wholeSeconds } from "./config.js";
+import { SandboxGoneError, trueUnlessGone } from "./errors.js";
 import { Files } from "./files.js";
 import { Pty } from "./pty.js";
 
@@ -27,7 +27,7 @@ export interface SandboxInfo {
 export interface SandboxOptions extends ConnectionOptions {
   /** Template name (`base`, `busybox`) or an image reference; default `base`. */
   template?: string;
-  /** Seconds until the sandbox is killed; default the server's (300). */
+  /** Seconds until the sandbox is killed, rounded up to whole seconds; default the server's (300). */
   timeout?: number;
   /** Environment variables for everything that runs in the sandbox. */
   envs?: Record<string, string>;
@@ -119,7 +119,7 @@ export class Sandbox {
       path: "/sandboxes",
       json: {
         templateID: opts.template ?? "base",
-        timeout: opts.timeout,
+        timeout: wholeSeconds(opts.timeout),
         envs: opts.envs,
         metadata: opts.metadata,
         alias: opts.alias,
@@ -149,23 +149,26 @@ export class Sandbox {
     return (all ?? []).map(info);
   }
 
-  /** Kills a sandbox by id; false if there was none. */
+  /**
+   * Kills a sandbox by id: true when it did, false when there was none (the
+   * server answered `sandbox_not_found`); other failures throw.
+   */
   static kill(sandboxId: string, opts: ConnectionOptions = {}): Promise<boolean> {
     const api = new ApiClient(new ConnectionConfig(opts));
-    return trueUnlessNotFound(api.json({ method: "DELETE", path: `/sandboxes/${encodeURIComponent(sandboxId)}` }));
+    return trueUnlessGone(api.json({ method: "DELETE", path: `/sandboxes/${encodeURIComponent(sandboxId)}` }));
   }
 
-  /** Kills this sandbox; false if it was already gone. */
+  /** Kills this sandbox: true when it did, false when it was already gone; other failures throw. */
   kill(): Promise<boolean> {
-    return trueUnlessNotFound(this.api.json({ method: "DELETE", path: `/sandboxes/${this.sandboxId}`, sandboxKnown: true }));
+    return trueUnlessGone(this.api.json({ method: "DELETE", path: `/sandboxes/${this.sandboxId}`, sandboxKnown: true }));
   }
 
-  /** Ends the sandbox `seconds` from now (longer or shorter than before). */
+  /** Ends the sandbox `seconds` from now (longer or shorter than before), rounded up to whole seconds. */
   async setTimeout(seconds: number): Promise<void> {
     await this.api.json({
       method: "POST",
       path: `/sandboxes/${this.sandboxId}/timeout`,
-      json: { timeout: Math.round(seconds) },
+      json: { timeout: wholeSeconds(seconds) },
       sandboxKnown: true,
     });
   }

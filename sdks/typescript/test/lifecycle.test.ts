@@ -6,7 +6,7 @@ import { eventually, sandbox } from "./helpers.js";
 test("create answers a running sandbox with what was asked", async () => {
   const sbx = await sandbox({
     template: "busybox",
-    timeout: 120,
+    timeout: 119.2, // sent as 120: the server takes whole seconds
     envs: { GREETING: "hello" },
     metadata: { suite: "ts", case: "create" },
     cpuCount: 1,
@@ -90,7 +90,7 @@ test("default template is base (bash and python3 present)", async () => {
 
 test("a sandbox whose timeout passes is gone", async () => {
   const sbx = await sandbox();
-  await sbx.setTimeout(1);
+  await sbx.setTimeout(0.4); // rounded up to one second, not down to an invalid 0
   await eventually(async () => !(await sbx.isRunning()), "the timeout to end the sandbox", 15_000);
   await assert.rejects(sbx.commands.run("true"), SandboxGoneError);
   assert.equal(await sbx.kill(), false);

@@ -14,6 +14,8 @@ export interface StubRequest {
   apiKey?: string;
   bearer?: string;
   query: URLSearchParams;
+  /** The JSON body, if there was one. */
+  body?: Record<string, unknown>;
 }
 
 export class StubControlPlane {
@@ -28,6 +30,8 @@ export class StubControlPlane {
   readonly valid = new Set<string>();
   /** Answer this for POST /sandboxes instead of a sandbox. */
   createAnswer?: { status: number; body: unknown };
+  /** Answer this for DELETE /sandboxes/:id instead of 204. */
+  deleteAnswer?: { status: number; body: unknown };
   /** Paths that never get an answer. */
   readonly hang = new Set<string>();
 
@@ -82,6 +86,7 @@ export class StubControlPlane {
     this.tokenLifeMs = 600_000;
     this.tokenOnCreate = true;
     this.createAnswer = undefined;
+    this.deleteAnswer = undefined;
     this.hang.clear();
   }
 
@@ -127,8 +132,14 @@ export class StubControlPlane {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const r = this.record(req);
-    req.resume();
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
+      try {
+        r.body = JSON.parse(Buffer.concat(chunks).toString());
+      } catch {
+        // not JSON
+      }
       if (this.hang.has(r.path)) return;
       const send = (status: number, body?: unknown) => {
         res.writeHead(status, body === undefined ? {} : { "Content-Type": "application/json" });
@@ -140,6 +151,7 @@ export class StubControlPlane {
         if (!this.valid.has(r.bearer)) return send(401, { error: "token expired", code: "token_expired" });
         const path = r.path.slice("/worker".length);
         if (/^\/sandboxes\/[^/]+\/commands$/.test(path)) {
+          if (r.body?.background) return send(200, { pid: 7 });
           return send(200, { exitCode: 0, stdout: `token ${r.bearer}\n`, stderr: "", durationMs: 1 });
         }
         if (/^\/sandboxes\/[^/]+\/pty$/.test(path)) return send(201, { sessionID: "pty1", sandboxID: "sbx1" });
@@ -153,8 +165,9 @@ export class StubControlPlane {
       const m = /^\/sandboxes\/([^/]+)(\/token)?$/.exec(r.path);
       if (m && r.method === "POST" && m[2]) return send(200, this.grant());
       if (m && r.method === "GET" && !m[2]) return send(200, this.sandbox(m[1]!));
-      if (m && r.method === "DELETE" && !m[2]) return send(204);
+      if (m && r.method === "DELETE" && !m[2]) return this.deleteAnswer ? send(this.deleteAnswer.status, this.deleteAnswer.body) : send(204);
       if (r.method === "GET" && r.path === "/sandboxes") return send(200, []);
+      if (r.method === "POST" && /^\/sandboxes\/[^/]+\/timeout$/.test(r.path)) return send(204);
       return send(404, { error: "no such route", code: "not_found" });
     });
   }

@@ -147,3 +147,36 @@ test("an unreachable server is a ConnectionError, not a bare fetch error", async
     return true;
   });
 });
+
+test("kill answers false only when the server says the sandbox is gone", async () => {
+  const sbx = await Sandbox.create({ ...opts, template: "busybox" });
+  assert.equal(await sbx.kill(), true);
+  for (const [status, code] of [[404, "sandbox_not_found"], [410, "gone"]] as const) {
+    stub.deleteAnswer = { status, body: { error: "no such sandbox", code } };
+    assert.equal(await sbx.kill(), false, `${status} ${code}`);
+    assert.equal(await Sandbox.kill("sbx1", opts), false, `Sandbox.kill on ${status} ${code}`);
+  }
+  // A 404 that does not name the sandbox (a wrong API URL) and a 500 are errors.
+  stub.deleteAnswer = { status: 404, body: { error: "no such route", code: "not_found" } };
+  await assert.rejects(sbx.kill(), (err: unknown) => err instanceof OpenSandboxError && err.code === "not_found");
+  stub.deleteAnswer = { status: 500, body: { error: "database down", code: "internal" } };
+  await assert.rejects(Sandbox.kill("sbx1", opts), (err: unknown) => err instanceof OpenSandboxError && err.status === 500);
+});
+
+test("timeouts are sent as whole seconds, rounded up", async () => {
+  const sbx = await Sandbox.create({ ...opts, template: "busybox", timeout: 1.5 });
+  await sbx.setTimeout(0.4);
+  await sbx.setTimeout(30);
+  await sbx.commands.run("x", { timeout: 0.4 });
+  await sbx.commands.run("x", { timeout: 2.1, background: true });
+  await sbx.commands.run("x");
+  const sent = stub.requests.filter((r) => r.method === "POST").map((r) => `${r.path} ${r.body?.timeout}`);
+  assert.deepEqual(sent, [
+    "/sandboxes 2",
+    "/sandboxes/sbx1/timeout 1",
+    "/sandboxes/sbx1/timeout 30",
+    "/worker/sandboxes/sbx1/commands 1",
+    "/worker/sandboxes/sbx1/commands 3",
+    "/worker/sandboxes/sbx1/commands undefined",
+  ]);
+});
