@@ -131,7 +131,8 @@ func (w *Worker) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
 	errc := make(chan error, 2)
 	go func() { errc <- fmt.Errorf("http: %w", w.http.Listener(httpLn)) }()
 	go func() { errc <- fmt.Errorf("grpc: %w", w.grpc.Serve(grpcLn)) }()
-	hbCtx, stopHB := context.WithCancel(ctx)
+	// Beats outlive ctx: they stop when the shutdown is over.
+	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); w.hb.Run(hbCtx) }()
 	w.log.Info("worker serving", "worker_id", w.cfg.Sandbox.WorkerID, "region", w.cfg.Sandbox.Region,
@@ -142,9 +143,15 @@ func (w *Worker) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
 	case err = <-errc:
 	case <-ctx.Done():
 	}
-	w.log.Info("worker shutting down")
-	stopHB()
-	<-hbDone
+	// Keep beating through the graceful shutdown, flagged draining: the
+	// control plane places nothing new here, and does not take a restart
+	// that outlasts its stale timeout for a lost worker.
+	w.log.Info("worker shutting down; draining")
+	w.hb.SetDraining(true)
+	if berr := w.hb.Beat(); berr != nil {
+		w.log.Warn("draining heartbeat not published", "err", berr)
+	}
+	defer func() { stopHB(); <-hbDone }()
 	stopped := make(chan struct{})
 	go func() { w.grpc.GracefulStop(); close(stopped) }()
 	select {

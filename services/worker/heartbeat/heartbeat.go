@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
@@ -58,9 +59,14 @@ type Heartbeat struct {
 	log     *slog.Logger
 	pub     Publisher
 	cfg     Config
-	counter Counter
-	host    *hostStats
+	counter  Counter
+	host     *hostStats
+	draining atomic.Bool
 }
+
+// SetDraining marks the worker as shutting down (or not): its beats say so
+// and placement sends it no new sandbox. Beat at once after setting it.
+func (h *Heartbeat) SetDraining(v bool) { h.draining.Store(v) }
 
 // New returns a heartbeat; Run starts it.
 func New(log *slog.Logger, pub Publisher, cfg Config, counter Counter) (*Heartbeat, error) {
@@ -85,6 +91,7 @@ func (h *Heartbeat) Message() *workerv1.Heartbeat {
 		Capacity: int32(h.cfg.Capacity), Current: int32(h.counter.Count()),
 		CpuPct: cpu, MemPct: mem,
 		Time: timestamppb.Now(), Version: h.cfg.Version,
+		Draining: h.draining.Load(),
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package placement chooses a worker for a new sandbox: among the healthy
-// workers of a region that are not full, best of K random samples by load
-// (current/capacity). Sampling instead of a global minimum keeps concurrent
+// workers of a region that are neither full nor draining, best of K random
+// samples by load (current/capacity). Sampling instead of a global minimum keeps concurrent
 // control planes from all piling onto the same least-loaded worker.
 package placement
 
@@ -30,12 +30,12 @@ func New(k int, seed uint64) *Picker {
 	return &Picker{k: k, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }
 
-// Pick returns the best of k random candidates that are neither full nor in
-// skip; false when none is left.
+// Pick returns the best of k random candidates that are neither full,
+// draining (shutting down) nor in skip; false when none is left.
 func (p *Picker) Pick(workers []registry.Worker, skip map[string]bool) (registry.Worker, bool) {
 	cands := make([]registry.Worker, 0, len(workers))
 	for _, w := range workers {
-		if !w.Full() && !skip[w.ID] {
+		if !w.Full() && !w.Draining && !skip[w.ID] {
 			cands = append(cands, w)
 		}
 	}

@@ -22,6 +22,9 @@ func TestPick(t *testing.T) {
 		{"the only free one", []registry.Worker{{ID: "a", Capacity: 1, Current: 1}, {ID: "b", Capacity: 9, Current: 8}}, nil, "b", true},
 		// With three candidates all are sampled: the least loaded wins.
 		{"least loaded of three", []registry.Worker{{ID: "a", Capacity: 10, Current: 5}, {ID: "b", Capacity: 100, Current: 10}, {ID: "c", Capacity: 10, Current: 9}}, nil, "b", true},
+		// A draining worker (shutting down) gets nothing, however idle.
+		{"draining never", []registry.Worker{{ID: "a", Capacity: 10, Draining: true}}, nil, "", false},
+		{"draining skipped", []registry.Worker{{ID: "a", Capacity: 10, Draining: true}, {ID: "b", Capacity: 10, Current: 9}}, nil, "b", true},
 		{"skip then next", []registry.Worker{{ID: "a", Capacity: 10}, {ID: "b", Capacity: 10, Current: 3}}, map[string]bool{"a": true}, "b", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -31,6 +31,7 @@ type Worker struct {
 	CPUPct   float64   `json:"cpu_pct"`
 	MemPct   float64   `json:"mem_pct"`
 	Version  string    `json:"version,omitempty"`
+	Draining bool      `json:"draining,omitempty"` // shutting down: no new sandboxes
 	LastSeen time.Time `json:"last_heartbeat"`
 }
 
@@ -79,6 +80,11 @@ type Config struct {
 	// OnDrop (optional) is called, outside the registry's lock, for each
 	// worker dropped as stale.
 	OnDrop func(Worker)
+	// OnJoin (optional) is called, in its own goroutine, for each worker
+	// that joins: a new one, one that was dropped and came back, or every
+	// worker after the control plane restarted. The control plane
+	// reconciles its sessions with what the worker really runs.
+	OnJoin func(Worker)
 }
 
 // Registry is the set of live workers.
@@ -108,14 +114,17 @@ func (r *Registry) Observe(hb *workerv1.Heartbeat) {
 	w := Worker{
 		ID: hb.GetWorkerId(), Region: hb.GetRegion(), GRPCAddr: hb.GetGrpcAddr(), HTTPAddr: hb.GetHttpAddr(),
 		Capacity: int(hb.GetCapacity()), Current: int(hb.GetCurrent()), CPUPct: hb.GetCpuPct(), MemPct: hb.GetMemPct(),
-		Version: hb.GetVersion(), LastSeen: r.now(),
+		Version: hb.GetVersion(), Draining: hb.GetDraining(), LastSeen: r.now(),
 	}
 	r.mu.Lock()
 	_, known := r.workers[w.ID]
 	r.workers[w.ID] = &w
 	r.mu.Unlock()
 	if !known {
-		r.log.Info("worker joined", "worker_id", w.ID, "region", w.Region, "grpc_addr", w.GRPCAddr, "http_addr", w.HTTPAddr, "capacity", w.Capacity)
+		r.log.Info("worker joined", "worker_id", w.ID, "region", w.Region, "grpc_addr", w.GRPCAddr, "http_addr", w.HTTPAddr, "capacity", w.Capacity, "draining", w.Draining)
+		if r.cfg.OnJoin != nil {
+			go r.cfg.OnJoin(w)
+		}
 	}
 	if r.metrics != nil {
 		r.metrics.Beats.Inc()

@@ -131,17 +131,22 @@ type workerOpts struct {
 	capacity  int
 	heartbeat time.Duration
 	before    func(*sandbox.Manager) // runs before the worker serves (and beats)
+	mgr       *sandbox.Manager       // serve this manager (a worker restarting) instead of a new one
 }
 
 func (c *testCluster) startWorker(t *testing.T, o workerOpts) *testWorker {
 	t.Helper()
-	rt := sandboxtest.Runtime(t)
-	scfg := sandboxtest.Config(t)
-	scfg.Region = o.region
-	if o.capacity > 0 {
-		scfg.Capacity = o.capacity
+	mgr := o.mgr
+	if mgr == nil {
+		rt := sandboxtest.Runtime(t)
+		scfg := sandboxtest.Config(t)
+		scfg.Region = o.region
+		if o.capacity > 0 {
+			scfg.Capacity = o.capacity
+		}
+		mgr = sandboxtest.Manager(t, rt, scfg)
 	}
-	mgr := sandboxtest.Manager(t, rt, scfg)
+	scfg := mgr.Config()
 	if o.before != nil {
 		o.before(mgr)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -19,6 +20,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/httpx"
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
 	"github.com/opensandbox/opensandbox/services/shared/obs"
+	"github.com/opensandbox/opensandbox/services/shared/proto/workerv1"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -58,9 +60,14 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 		}
 	}
 	pool := workerclient.New(dial)
+	// A worker dropped and back at once must not have its reconcile run
+	// before the drop's bookkeeping: one at a time.
+	var lifecycle sync.Mutex
 	workers := registry.New(log, registry.Config{
 		StaleAfter: cfg.StaleAfter,
 		OnDrop: func(w registry.Worker) {
+			lifecycle.Lock()
+			defer lifecycle.Unlock()
 			pool.Forget(w.GRPCAddr)
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
@@ -71,6 +78,11 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 			}
 			st.MarkWorkerStale(dctx, w.ID)
 			log.Warn("sessions of a lost worker marked error", "worker_id", w.ID, "sessions", n)
+		},
+		OnJoin: func(w registry.Worker) {
+			lifecycle.Lock()
+			defer lifecycle.Unlock()
+			reconcileWorker(ctx, log, st, pool, w)
 		},
 	}, registry.NewMetrics(reg))
 	sub, err := workers.Subscribe(nc)
@@ -104,6 +116,39 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 	keyed.Get("/sessions", pg.tracker.Handler())
 	capi.Mount(keyed)
 	return app, nil
+}
+
+// reconcileWorker runs when a worker joins the registry (new, back after
+// being dropped, or seen first after a control-plane restart): it lists the
+// sandboxes the worker really runs and revives or ends their sessions to
+// match, so a worker restart that outlasted the stale timeout does not leave
+// live sandboxes marked error.
+func reconcileWorker(ctx context.Context, log *slog.Logger, st *store.Store, pool *workerclient.Pool, w registry.Worker) {
+	cl, err := pool.Client(w.GRPCAddr)
+	if err != nil {
+		log.Warn("reconcile sessions: no client for the worker", "worker_id", w.ID, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	listedAt := time.Now()
+	resp, err := cl.ListSandboxes(ctx, &workerv1.ListSandboxesRequest{})
+	if err != nil {
+		log.Warn("reconcile sessions: list the worker's sandboxes", "worker_id", w.ID, "err", err)
+		return
+	}
+	alive := make([]string, 0, len(resp.GetSandboxes()))
+	for _, sb := range resp.GetSandboxes() {
+		alive = append(alive, sb.GetSandboxId())
+	}
+	revived, ended, err := st.ReconcileWorker(ctx, w.ID, alive, listedAt)
+	if err != nil {
+		log.Error("reconcile sessions", "worker_id", w.ID, "err", err)
+		return
+	}
+	if revived+ended > 0 {
+		log.Info("sessions reconciled with the worker", "worker_id", w.ID, "alive", len(alive), "revived", revived, "ended", ended)
+	}
 }
 
 // recordWorkers copies the registry into the workers table every few

@@ -176,6 +176,35 @@ func (s *Store) FailWorkerSessions(ctx context.Context, workerID, msg string) (i
 	return tag.RowsAffected(), err
 }
 
+// ReconcileWorker brings a worker's sessions in line with the sandboxes it
+// really runs (alive, listed at listedAt): a session marked error while the
+// worker was away (lost, then back) whose sandbox is alive runs again, and a
+// running session whose sandbox is not there any more is stopped. Sessions
+// that started after listedAt are left alone: their create may have raced
+// with the listing.
+func (s *Store) ReconcileWorker(ctx context.Context, workerID string, alive []string, listedAt time.Time) (revived, ended int64, err error) {
+	if alive == nil {
+		alive = []string{}
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE sandbox_sessions SET status = 'running', error_msg = NULL, stopped_at = NULL
+			WHERE worker_id = $1 AND status = 'error' AND sandbox_id = ANY($2)`, workerID, alive)
+		if err != nil {
+			return err
+		}
+		revived = tag.RowsAffected()
+		tag, err = tx.Exec(ctx, `UPDATE sandbox_sessions SET status = 'stopped', stopped_at = now()
+			WHERE worker_id = $1 AND status = 'running' AND NOT (sandbox_id = ANY($2)) AND sandbox_id NOT LIKE 'pending:%'
+				AND started_at < $3`, workerID, alive, listedAt)
+		if err != nil {
+			return err
+		}
+		ended = tag.RowsAffected()
+		return nil
+	})
+	return revived, ended, err
+}
+
 // SweepSessions marks running sessions whose end passed more than grace ago
 // as stopped (their worker destroyed them at that time; the event pipeline
 // records the same thing) and drops reservations older than abandon.

@@ -1575,17 +1575,21 @@ func (*PTYOutput_Exit_) isPTYOutput_Output() {}
 // Heartbeat is what a worker publishes on workers.heartbeat.<region>.<worker>
 // every few seconds (protobuf-encoded).
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	GrpcAddr      string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"` // host:port of this service
-	HttpAddr      string                 `protobuf:"bytes,4,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"` // base URL of the data path (the connectURL)
-	Capacity      int32                  `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	Current       int32                  `protobuf:"varint,6,opt,name=current,proto3" json:"current,omitempty"`              // live sandboxes now
-	CpuPct        float64                `protobuf:"fixed64,7,opt,name=cpu_pct,json=cpuPct,proto3" json:"cpu_pct,omitempty"` // host CPU use since the previous beat, 0-100
-	MemPct        float64                `protobuf:"fixed64,8,opt,name=mem_pct,json=memPct,proto3" json:"mem_pct,omitempty"` // host memory in use, 0-100
-	Time          *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=time,proto3" json:"time,omitempty"`
-	Version       string                 `protobuf:"bytes,10,opt,name=version,proto3" json:"version,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Region   string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	GrpcAddr string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"` // host:port of this service
+	HttpAddr string                 `protobuf:"bytes,4,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"` // base URL of the data path (the connectURL)
+	Capacity int32                  `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Current  int32                  `protobuf:"varint,6,opt,name=current,proto3" json:"current,omitempty"`              // live sandboxes now
+	CpuPct   float64                `protobuf:"fixed64,7,opt,name=cpu_pct,json=cpuPct,proto3" json:"cpu_pct,omitempty"` // host CPU use since the previous beat, 0-100
+	MemPct   float64                `protobuf:"fixed64,8,opt,name=mem_pct,json=memPct,proto3" json:"mem_pct,omitempty"` // host memory in use, 0-100
+	Time     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=time,proto3" json:"time,omitempty"`
+	Version  string                 `protobuf:"bytes,10,opt,name=version,proto3" json:"version,omitempty"`
+	// The worker is shutting down: it still serves its sandboxes, but takes
+	// no new ones (placement skips it). It keeps beating until it exits, so a
+	// restart is not mistaken for a lost worker.
+	Draining      bool `protobuf:"varint,11,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1688,6 +1692,13 @@ func (x *Heartbeat) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *Heartbeat) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 type ExecCommandEvent_Started struct {
@@ -2098,7 +2109,7 @@ const file_worker_proto_rawDesc = "" +
 	"\x04exit\x18\x02 \x01(\v2%.opensandbox.worker.v1.PTYOutput.ExitH\x00R\x04exit\x1a#\n" +
 	"\x04Exit\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCodeB\b\n" +
-	"\x06output\"\xac\x02\n" +
+	"\x06output\"\xc8\x02\n" +
 	"\tHeartbeat\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1b\n" +
@@ -2110,7 +2121,8 @@ const file_worker_proto_rawDesc = "" +
 	"\amem_pct\x18\b \x01(\x01R\x06memPct\x12.\n" +
 	"\x04time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
 	"\aversion\x18\n" +
-	" \x01(\tR\aversion2\x8c\t\n" +
+	" \x01(\tR\aversion\x12\x1a\n" +
+	"\bdraining\x18\v \x01(\bR\bdraining2\x8c\t\n" +
 	"\rSandboxWorker\x12\\\n" +
 	"\rCreateSandbox\x12+.opensandbox.worker.v1.CreateSandboxRequest\x1a\x1e.opensandbox.worker.v1.Sandbox\x12m\n" +
 	"\x0eDestroySandbox\x12,.opensandbox.worker.v1.DestroySandboxRequest\x1a-.opensandbox.worker.v1.DestroySandboxResponse\x12V\n" +
