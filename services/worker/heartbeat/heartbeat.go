@@ -56,9 +56,9 @@ func (c Config) Validate() error {
 
 // Heartbeat publishes beats until its context ends.
 type Heartbeat struct {
-	log     *slog.Logger
-	pub     Publisher
-	cfg     Config
+	log      *slog.Logger
+	pub      Publisher
+	cfg      Config
 	counter  Counter
 	host     *hostStats
 	draining atomic.Bool
