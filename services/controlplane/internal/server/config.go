@@ -105,6 +105,9 @@ func (c Config) Validate() error {
 	}
 	switch c.Mode {
 	case ModeCombined:
+		if err := c.checkUnauthenticated(); err != nil {
+			return err
+		}
 		return c.Sandbox.Validate()
 	case ModeServer:
 		switch {

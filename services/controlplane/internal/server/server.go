@@ -107,6 +107,11 @@ func newPGParts(log *slog.Logger, reg prometheus.Registerer, st *store.Store, cf
 
 func newCombinedApp(log *slog.Logger, reg *prometheus.Registry, mgr *sandbox.Manager, cfg Config, pg *pgParts, ev *events) *fiber.App {
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
+	if cfg.APIKey == "" && pg == nil {
+		// No credentials at all (local development, loopback only: see
+		// Config.checkUnauthenticated): refuse what a browser page could send.
+		app.Use(localOnly())
+	}
 	app.Get("/health", healthHandler(ModeCombined, ev))
 	var sb httpapi.Sandboxes = mgr
 	authn := auth.StaticKey(cfg.APIKey)
