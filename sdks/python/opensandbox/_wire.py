@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import codecs
 import json
+import math
 import os
 import ssl
 import threading
@@ -146,6 +147,14 @@ def ws_url(http_url: str) -> str:
     return http_url
 
 
+def whole_seconds(seconds: Optional[float]) -> Optional[int]:
+    """The server counts timeouts in whole seconds: a positive timeout is
+    rounded up (0.4 -> 1, 1.5 -> 2); 0 and negative values go as they are."""
+    if seconds is None:
+        return None
+    return math.ceil(seconds) if seconds > 0 else int(seconds)
+
+
 def compact(d: Dict[str, Any]) -> Dict[str, Any]:
     """Drops the keys whose value is None."""
     return {k: v for k, v in d.items() if v is not None}
@@ -153,7 +162,7 @@ def compact(d: Dict[str, Any]) -> Dict[str, Any]:
 
 def sandbox_body(
     template: Optional[str],
-    timeout: Optional[int],
+    timeout: Optional[float],
     envs: Optional[Dict[str, str]],
     metadata: Optional[Dict[str, str]],
     cpu_count: Optional[int],
@@ -165,7 +174,7 @@ def sandbox_body(
     """The JSON body of ``POST /sandboxes``."""
     return compact({
         "templateID": template,
-        "timeout": None if timeout is None else int(timeout),
+        "timeout": whole_seconds(timeout),
         "envs": envs or None,
         "metadata": metadata or None,
         "cpuCount": cpu_count,
@@ -196,7 +205,7 @@ def process_body(
         "args": list(args) if args is not None else None,
         "envs": envs or None,
         "cwd": cwd,
-        "timeout": None if timeout is None else int(timeout),
+        "timeout": whole_seconds(timeout),
         "stdin": stdin,
         "background": True if background else None,
         "stream": True if stream else None,

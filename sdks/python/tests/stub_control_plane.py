@@ -30,6 +30,13 @@ class StubControlPlane:
         self.requests: List[Dict[str, Any]] = []
         self.valid_tokens: Dict[str, float] = {}
         self.issued = 0
+        # Answer for DELETE /sandboxes/<id> instead of 204, as (status, body).
+        self.delete_answer: Optional[Tuple[int, Dict[str, Any]]] = None
+        # Cleared by stall_tokens(): token requests then wait until it is set
+        # again; token_asked is set when one arrives.
+        self.tokens_flow = threading.Event()
+        self.tokens_flow.set()
+        self.token_asked = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -51,6 +58,15 @@ class StubControlPlane:
             expires = time.time() + self.token_lifetime
             self.valid_tokens[token] = expires
         return {"token": token, "tokenExpiresAt": _rfc3339(expires), "connectURL": self.url + "/worker"}
+
+    def stall_tokens(self) -> None:
+        """Holds token requests until ``tokens_flow.set()``."""
+        self.token_asked.clear()
+        self.tokens_flow.clear()
+
+    def count(self, method: str, path: str) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if (r["method"], r["path"]) == (method, path))
 
     def expire_all(self) -> None:
         """Makes every issued token rejected as expired (server side)."""
@@ -96,7 +112,8 @@ class StubControlPlane:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 path = self.path.split("?", 1)[0]
-                stub.requests.append({"method": method, "path": path, "headers": dict(self.headers), "body": raw})
+                with stub._lock:
+                    stub.requests.append({"method": method, "path": path, "headers": dict(self.headers), "body": raw})
                 if path.startswith("/worker/"):
                     return self._data(method, path[len("/worker"):], raw)
                 if self.headers.get("X-API-Key") != API_KEY:
@@ -109,8 +126,12 @@ class StubControlPlane:
                 if path == f"/sandboxes/{SANDBOX_ID}" and method == "GET":
                     return self._send(200, stub.sandbox(with_token=False))
                 if path == f"/sandboxes/{SANDBOX_ID}" and method == "DELETE":
+                    return self._send(*(stub.delete_answer or (204,)))
+                if path == f"/sandboxes/{SANDBOX_ID}/timeout" and method == "POST":
                     return self._send(204)
                 if path == f"/sandboxes/{SANDBOX_ID}/token" and method == "POST":
+                    stub.token_asked.set()
+                    stub.tokens_flow.wait(10)
                     return self._send(200, stub.issue())
                 return self._send(404, {"error": "not found", "code": "sandbox_not_found"})
 

@@ -6,11 +6,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from conftest import poll
 from opensandbox import NotFoundError, Sandbox, SandboxGoneError, SandboxInfo
 
 
 def test_create_with_options_info_list_and_kill():
-    sbx = Sandbox.create(template="busybox", timeout=120, envs={"GREETING": "hello there"},
+    sbx = Sandbox.create(template="busybox", timeout=119.2, envs={"GREETING": "hello there"},
                          metadata={"suite": "python-sdk"}, cpu_count=1, memory_mb=256, network_enabled=True,
                          alias="py-sdk-test")
     try:
@@ -46,6 +47,17 @@ def test_set_timeout_moves_the_end(sbx):
     assert abs((end - expected).total_seconds()) < 10
     sbx.set_timeout(900)
     assert sbx.get_info().end_at > end + timedelta(seconds=800)
+
+
+def test_fractional_timeout_is_rounded_up():
+    sbx = Sandbox.create(template="busybox")
+    try:
+        sbx.set_timeout(0.4)  # sent as 1 s, not truncated to an invalid 0
+        poll(lambda: not sbx.is_running(), timeout=15, what="the timeout to end the sandbox")
+    finally:
+        killed = sbx.kill()
+        sbx.close()
+    assert killed is False
 
 
 def test_context_manager_kills_on_exit():

@@ -18,7 +18,7 @@ from opensandbox import (
     SandboxGoneError,
     UnavailableError,
 )
-from opensandbox._wire import OutputCollector, SSEDecoder, process_body, run_read_timeout
+from opensandbox._wire import OutputCollector, SSEDecoder, process_body, run_read_timeout, sandbox_body, whole_seconds
 from opensandbox.exceptions import error_from_answer
 from opensandbox.models import parse_time
 
@@ -88,4 +88,11 @@ def test_request_bodies():
         {"cmd": "x", "envs": {"A": "1"}, "timeout": 5, "stdin": "in", "background": True}
     with pytest.raises(TypeError):
         process_body("ls", "-l", None, None, None, None)
+    # The server counts timeouts in whole seconds: fractions are rounded up.
+    assert process_body("x", None, None, None, 2.1, None, background=True)["timeout"] == 3
+    assert process_body("x", None, None, None, 0.4, None)["timeout"] == 1
+    assert sandbox_body("base", 1.5, None, None, None, None, False, None, None)["timeout"] == 2
+    assert [whole_seconds(s) for s in (None, 0, 0.001, 0.4, 1, 1.0, 1.5, 59.99, -1)] == \
+        [None, 0, 1, 1, 1, 1, 2, 60, -1]
+    assert all(type(whole_seconds(s)) is int for s in (0.4, 2.0, 0))
     assert run_read_timeout(None, 60) == 120 and run_read_timeout(10, 5) == 15

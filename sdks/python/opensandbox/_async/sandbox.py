@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from .._wire import ConnectionConfig, DataRoute, sandbox_body
-from ..exceptions import NotFoundError
+from .._wire import ConnectionConfig, DataRoute, sandbox_body, whole_seconds
+from ..exceptions import NotFoundError, SandboxGoneError
 from ..models import SandboxInfo
 from .commands import AsyncCommands
 from .filesystem import AsyncFilesystem
@@ -59,7 +59,7 @@ class AsyncSandbox:
     async def create(
         cls,
         template: Optional[str] = "base",
-        timeout: Optional[int] = None,
+        timeout: Optional[float] = None,
         envs: Optional[Dict[str, str]] = None,
         metadata: Optional[Dict[str, str]] = None,
         cpu_count: Optional[int] = None,
@@ -104,15 +104,16 @@ class AsyncSandbox:
         except NotFoundError:
             return False
 
-    async def set_timeout(self, seconds: int) -> None:
-        """Makes the sandbox end ``seconds`` from now."""
-        await self._t.lifecycle("POST", f"/sandboxes/{self.sandbox_id}/timeout", json={"timeout": int(seconds)})
+    async def set_timeout(self, seconds: float) -> None:
+        """Makes the sandbox end ``seconds`` from now, rounded up to whole seconds."""
+        await self._t.lifecycle("POST", f"/sandboxes/{self.sandbox_id}/timeout",
+                                json={"timeout": whole_seconds(seconds)})
 
     async def kill(self) -> bool:
-        """Destroys the sandbox; False when it was already gone."""
+        """Destroys the sandbox; False when it was already gone, other failures raise."""
         try:
             await self._t.lifecycle("DELETE", f"/sandboxes/{self.sandbox_id}")
-        except NotFoundError:
+        except SandboxGoneError:  # 404 sandbox_not_found or 410; other failures raise
             return False
         return True
 

@@ -86,13 +86,16 @@ class AsyncTransport:
         await raise_for_answer(resp, sandbox_scoped)
         return resp
 
-    async def refresh_token(self, force: bool = False) -> None:
-        """Fetches a fresh sandbox token from the control plane when needed."""
+    async def refresh_token(self, force: bool = False, rejected: Optional[str] = None) -> None:
+        """Fetches a fresh sandbox token when needed, or with ``force`` to
+        replace the ``rejected`` one; see ``SyncTransport.refresh_token``."""
         if not force and not self.route.needs_token():
             return
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
+            if force and self.route.token != rejected:
+                return  # another call has replaced the rejected token meanwhile
             if not force and not self.route.needs_token():
                 return
             resp = await self.lifecycle("POST", f"/sandboxes/{self.sandbox_id}/token")
@@ -119,6 +122,7 @@ class AsyncTransport:
         for attempt in (0, 1):
             await self.refresh_token()
             client = await self._data_client()
+            token = self.route.token
             hdrs = dict(self.route.headers(self.config))
             if headers:
                 hdrs.update(headers)
@@ -128,7 +132,7 @@ class AsyncTransport:
                 resp = await client.send(req, stream=stream)
             if (resp.status_code == 401 and attempt == 0 and replayable and self.route.direct
                     and b"token_expired" in await resp.aread()):
-                await self.refresh_token(force=True)
+                await self.refresh_token(force=True, rejected=token)
                 continue
             await raise_for_answer(resp, True)
             return resp

@@ -196,8 +196,8 @@ class Commands:
 
         Without ``args``, ``cmd`` runs through ``/bin/sh -c``; with them,
         ``cmd`` and ``args`` run as an argv. ``envs`` merge over the
-        sandbox's, ``timeout`` (seconds; server default 60, for background processes
-        none) kills the process group and yields exit code 124 with
+        sandbox's, ``timeout`` (seconds, rounded up to whole ones; server default 60,
+        for background processes none) kills the process group and yields exit code 124 with
         ``timed_out``.
         ``stdin`` is written to the process and then closed (for background
         processes, omit it to keep stdin open for ``send_stdin``).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from .._wire import ConnectionConfig, DataRoute, sandbox_body
-from ..exceptions import NotFoundError
+from .._wire import ConnectionConfig, DataRoute, sandbox_body, whole_seconds
+from ..exceptions import NotFoundError, SandboxGoneError
 from ..models import SandboxInfo
 from .commands import Commands
 from .filesystem import Filesystem
@@ -68,7 +68,7 @@ class Sandbox:
     def create(
         cls,
         template: Optional[str] = "base",
-        timeout: Optional[int] = None,
+        timeout: Optional[float] = None,
         envs: Optional[Dict[str, str]] = None,
         metadata: Optional[Dict[str, str]] = None,
         cpu_count: Optional[int] = None,
@@ -85,7 +85,8 @@ class Sandbox:
 
         Args:
             template: template name (``"base"``, ``"busybox"``) or an image reference.
-            timeout: lifetime in seconds (server default 300); see :meth:`set_timeout`.
+            timeout: lifetime in seconds, rounded up to whole ones (server default 300);
+                see :meth:`set_timeout`.
             envs: environment variables of every command.
             metadata: free-form string labels, returned by :meth:`list`.
             cpu_count: CPUs (server default 1).
@@ -128,15 +129,17 @@ class Sandbox:
         except NotFoundError:
             return False
 
-    def set_timeout(self, seconds: int) -> None:
-        """Makes the sandbox end ``seconds`` from now (longer or shorter)."""
-        self._t.lifecycle("POST", f"/sandboxes/{self.sandbox_id}/timeout", json={"timeout": int(seconds)})
+    def set_timeout(self, seconds: float) -> None:
+        """Makes the sandbox end ``seconds`` from now (longer or shorter),
+        rounded up to whole seconds: the server counts whole ones."""
+        self._t.lifecycle("POST", f"/sandboxes/{self.sandbox_id}/timeout", json={"timeout": whole_seconds(seconds)})
 
     def kill(self) -> bool:
-        """Destroys the sandbox. Returns False when it was already gone."""
+        """Destroys the sandbox. Returns False when it was already gone (the
+        server answers that it does not exist); other failures raise."""
         try:
             self._t.lifecycle("DELETE", f"/sandboxes/{self.sandbox_id}")
-        except NotFoundError:
+        except SandboxGoneError:  # 404 sandbox_not_found or 410; other failures raise
             return False
         return True
 

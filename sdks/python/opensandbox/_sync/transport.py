@@ -107,9 +107,15 @@ class SyncTransport:
 
     # -- data path -------------------------------------------------------
 
-    def refresh_token(self, force: bool = False) -> None:
-        """Fetches a fresh sandbox token from the control plane when needed."""
+    def refresh_token(self, force: bool = False, rejected: Optional[str] = None) -> None:
+        """Fetches a fresh sandbox token from the control plane when needed,
+        or with ``force`` to replace the ``rejected`` one. One call at a time
+        fetches; a call that needs no new token never waits for it."""
+        if not force and not self.route.needs_token():
+            return
         with self._lock:
+            if force and self.route.token != rejected:
+                return  # another call has replaced the rejected token meanwhile
             if not force and not self.route.needs_token():
                 return
             resp = self.lifecycle("POST", f"/sandboxes/{self.sandbox_id}/token")
@@ -141,6 +147,7 @@ class SyncTransport:
         for attempt in (0, 1):
             self.refresh_token()
             client = self._data_client()
+            token = self.route.token
             hdrs = dict(self.route.headers(self.config))
             if headers:
                 hdrs.update(headers)
@@ -150,7 +157,7 @@ class SyncTransport:
                 resp = client.send(req, stream=stream)
             if (resp.status_code == 401 and attempt == 0 and replayable and self.route.direct
                     and _is_token_expired(resp)):
-                self.refresh_token(force=True)
+                self.refresh_token(force=True, rejected=token)
                 continue
             raise_for_answer(resp, True)
             return resp
