@@ -59,25 +59,26 @@ func (p *puller) pull(ctx context.Context, ref string) error {
 		return errs.New(errs.KindInvalid, "template_not_found", "image %s is not on this worker and registry %s is not allowed (OPENSANDBOX_PULL_REGISTRIES)", ref, reg)
 	}
 	p.mu.Lock()
-	call, waiting := p.inflight[ref]
-	if !waiting {
+	call, inflight := p.inflight[ref]
+	if !inflight {
 		call = &pullCall{done: make(chan struct{})}
 		p.inflight[ref] = call
+		// The pull runs on its own, bounded by PullTimeout: every caller,
+		// the first one too, may give up without stopping it for the others.
+		go func() {
+			call.err = p.do(context.WithoutCancel(ctx), ref, reg)
+			p.mu.Lock()
+			delete(p.inflight, ref)
+			p.mu.Unlock()
+			close(call.done)
+		}()
 	}
 	p.mu.Unlock()
-	if !waiting {
-		// The pull outlives a caller that gives up: others may wait for it.
-		call.err = p.do(context.WithoutCancel(ctx), ref, reg)
-		p.mu.Lock()
-		delete(p.inflight, ref)
-		p.mu.Unlock()
-		close(call.done)
-	}
 	select {
 	case <-call.done:
 		return call.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return errs.New(errs.KindTimeout, "canceled", "request canceled while image %s was being pulled", ref).WithCause(ctx.Err())
 	}
 }
 

@@ -143,3 +143,67 @@ func TestPullRegistryAllowlist(t *testing.T) {
 		t.Fatalf("want a refusal naming the allowlist, got %v", err)
 	}
 }
+
+// silentRegistry accepts connections and never answers, so a pull from it
+// hangs; the channel gets a value once the first connection arrived.
+func silentRegistry(t *testing.T) (addr string, contacted <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan struct{}, 1)
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close() // the pull left behind fails now
+		}
+	})
+	return ln.Addr().String(), ch
+}
+
+// A create waiting for a pull gives up when its context ends, also the
+// create that started the pull.
+func TestCreateWaitingForAPullCanBeCancelled(t *testing.T) {
+	reg, contacted := silentRegistry(t)
+	rt := sandboxtest.Runtime(t)
+	cfg := sandboxtest.Config(t)
+	cfg.InsecureRegistries = []string{reg}
+	cfg.PullTimeout = 15 * time.Second // the pull itself would hang
+	m := sandboxtest.Manager(t, rt, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-contacted // the pull is under way
+		cancel()
+	}()
+	start := time.Now()
+	_, err := m.Create(ctx, api.SandboxConfig{TemplateID: reg + "/osb/silent:latest"}, sandbox.CreateOptions{})
+	var e *errs.Error
+	if !errors.As(err, &e) || e.Code != "canceled" || !errors.Is(err, context.Canceled) {
+		t.Fatalf("want a cancelled create, got %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the cancelled create returned after %s", d)
+	}
+	if n := len(m.List(context.Background(), "")); n != 0 {
+		t.Fatalf("%d sandboxes after a cancelled create", n)
+	}
+}
