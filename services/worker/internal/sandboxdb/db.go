@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_unsynced ON events(seq) WHERE synced = 0;
 `
 
+// timeLayout is how times are stored: UTC with all nine fractional digits,
+// so that text order is time order (min, ORDER BY). RFC3339Nano trims
+// trailing zeros ("…:05Z" sorts after "…:05.1Z"); rows written that way by
+// older versions still parse, as RFC3339Nano reads both.
+const timeLayout = "2006-01-02T15:04:05.000000000Z"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
 // DB is one sandbox's database.
 type DB struct {
 	sql *sql.DB
@@ -112,7 +120,7 @@ type Command struct {
 // AddEvent records an event as not yet synced.
 func (d *DB) AddEvent(ctx context.Context, ev Event) error {
 	_, err := d.sql.ExecContext(ctx, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`,
-		ev.ID, ev.Type, string(ev.Payload), ev.CreatedAt.UTC().Format(time.RFC3339Nano))
+		ev.ID, ev.Type, string(ev.Payload), formatTime(ev.CreatedAt))
 	return err
 }
 
@@ -121,7 +129,7 @@ func (d *DB) LogCommand(ctx context.Context, c Command, ev Event) error {
 	args, _ := json.Marshal(c.Args)
 	return d.withEvent(ctx, ev, func(tx *sql.Tx) (bool, error) {
 		_, err := tx.ExecContext(ctx, `INSERT INTO command_log(command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.Command, string(args), c.Cwd, c.ExitCode, c.DurationMs, c.StdoutLen, c.StderrLen, c.CreatedAt.UTC().Format(time.RFC3339Nano))
+			c.Command, string(args), c.Cwd, c.ExitCode, c.DurationMs, c.StdoutLen, c.StderrLen, formatTime(c.CreatedAt))
 		return err == nil, err
 	})
 }
@@ -140,7 +148,7 @@ func (d *DB) withEvent(ctx context.Context, ev Event, change func(*sql.Tx) (bool
 	}
 	if changed {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`,
-			ev.ID, ev.Type, string(ev.Payload), ev.CreatedAt.UTC().Format(time.RFC3339Nano)); err != nil {
+			ev.ID, ev.Type, string(ev.Payload), formatTime(ev.CreatedAt)); err != nil {
 			return err
 		}
 	}

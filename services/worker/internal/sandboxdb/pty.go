@@ -28,7 +28,7 @@ type PTYSession struct {
 // StartPTY records a new terminal session and its pty_start event.
 func (d *DB) StartPTY(ctx context.Context, s PTYSession, ev Event) error {
 	return d.withEvent(ctx, ev, func(tx *sql.Tx) (bool, error) {
-		_, err := tx.ExecContext(ctx, `INSERT INTO pty_sessions(id, started_at) VALUES(?, ?)`, s.ID, s.StartedAt.UTC().Format(time.RFC3339Nano))
+		_, err := tx.ExecContext(ctx, `INSERT INTO pty_sessions(id, started_at) VALUES(?, ?)`, s.ID, formatTime(s.StartedAt))
 		return err == nil, err
 	})
 }
@@ -40,7 +40,7 @@ func (d *DB) EndPTY(ctx context.Context, s PTYSession, ev Event) (bool, error) {
 	ended := false
 	err := d.withEvent(ctx, ev, func(tx *sql.Tx) (bool, error) {
 		res, err := tx.ExecContext(ctx, `UPDATE pty_sessions SET ended_at = ?, bytes_in = ?, bytes_out = ? WHERE id = ? AND ended_at IS NULL`,
-			s.EndedAt.UTC().Format(time.RFC3339Nano), s.BytesIn, s.BytesOut, s.ID)
+			formatTime(s.EndedAt), s.BytesIn, s.BytesOut, s.ID)
 		if err != nil {
 			return false, err
 		}
