@@ -51,7 +51,7 @@ func serverMode(b *testing.B) (url, key string, workerReg *prometheus.Registry) 
 		b.Fatal(err)
 	}
 	key = store.NewKey()
-	if _, err := st.CreateAPIKey(ctx, store.APIKey{OrgID: org.ID, Prefix: store.VisiblePrefix(key)}, store.HashKey(key)); err != nil {
+	if _, err := st.CreateAPIKey(ctx, store.APIKey{OrgID: org.ID, Prefix: store.VisiblePrefix(key), Scopes: []string{"sandboxes:write", "admin"}}, store.HashKey(key)); err != nil {
 		b.Fatal(err)
 	}
 

@@ -45,6 +45,13 @@ func BearerSubprotocol(c *fiber.Ctx) string {
 	return ""
 }
 
+// Carries reports whether a request carries key (compared in constant
+// time); never for an empty key.
+func Carries(c *fiber.Ctx, key string) bool {
+	got := APIKeyFrom(c)
+	return key != "" && got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(key)) == 1
+}
+
 // StaticKey accepts requests carrying key. An empty key disables the check
 // (local development without OPENSANDBOX_API_KEY). It runs before any
 // handler, so a WebSocket with a wrong key is refused before the upgrade.

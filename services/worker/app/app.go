@@ -65,7 +65,11 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, nc heartbeat.P
 	w := &Worker{log: log, cfg: cfg}
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
 	app.Get("/health", w.health)
-	app.Get("/metrics", auth.StaticKey(cfg.ClusterSecret), httpx.MetricsHandler(reg))
+	metricsKey := cfg.MetricsToken
+	if metricsKey == "" {
+		metricsKey = cfg.ClusterSecret // deployments without a metrics token
+	}
+	app.Get("/metrics", auth.StaticKey(metricsKey), httpx.MetricsHandler(reg))
 	data := app.Group("", auth.SandboxJWT(tokens, cfg.Sandbox.WorkerID, func(reason string) {
 		authFailures.WithLabelValues("http", reason).Inc()
 	}), scopeToTokenOrg)
@@ -105,13 +109,21 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, nc heartbeat.P
 }
 
 // health answers GET /health, with the event backlog when this worker
-// publishes events.
+// publishes events; the publisher's last error only for a request carrying
+// the metrics token or the cluster secret (it can name internal hosts).
 func (w *Worker) health(c *fiber.Ctx) error {
 	if w.pub == nil {
 		return c.JSON(api.Health{Status: "ok", Role: "worker"})
 	}
-	return c.JSON(fiber.Map{"status": "ok", "role": "worker", "events": fiber.Map{"publisher": w.pub.Status()}})
+	st := w.pub.Status()
+	if !auth.Carries(c, w.cfg.MetricsToken) && !auth.Carries(c, w.cfg.ClusterSecret) {
+		st = st.Public()
+	}
+	return c.JSON(fiber.Map{"status": "ok", "role": "worker", "events": fiber.Map{"publisher": st}})
 }
+
+// SetPublisher makes GET /health report pub's backlog.
+func (w *Worker) SetPublisher(pub *publisher.Publisher) { w.pub = pub }
 
 // scopeToTokenOrg lets the data-path handlers check org ownership against the
 // org the control plane put in the token.

@@ -28,9 +28,12 @@ type Config struct {
 	HTTPURL  string // OPENSANDBOX_WORKER_URL
 	GRPCAddr string // OPENSANDBOX_WORKER_GRPC_ADDR
 
-	NATSURL           string
-	JWTSecret         string // verifies sandbox tokens (the control plane signs them)
-	ClusterSecret     string // the control plane's credential on gRPC (and /metrics)
+	NATSURL       string
+	JWTSecret     string // verifies sandbox tokens (the control plane signs them)
+	ClusterSecret string // the control plane's credential on gRPC (and /metrics without MetricsToken)
+	// MetricsToken, when set, is the only credential of GET /metrics, so
+	// Prometheus never holds the cluster secret.
+	MetricsToken      string
 	HeartbeatInterval time.Duration
 	PublishEvents     bool
 	// EventsMaxBytes bounds SANDBOX_EVENTS when this worker creates it: a
@@ -66,6 +69,7 @@ func LoadConfig() (Config, error) {
 		NATSURL:           e.String("NATS_URL", ""),
 		JWTSecret:         e.String("OPENSANDBOX_JWT_SECRET", ""),
 		ClusterSecret:     e.String("OPENSANDBOX_WORKER_SECRET", ""),
+		MetricsToken:      e.String("OPENSANDBOX_METRICS_TOKEN", ""),
 		HeartbeatInterval: e.Duration("OPENSANDBOX_HEARTBEAT_INTERVAL", heartbeat.DefaultInterval),
 		PublishEvents:     e.Bool("OPENSANDBOX_PUBLISH_EVENTS", true),
 		EventsMaxBytes:    e.Int64("OPENSANDBOX_EVENTS_MAX_BYTES", natsx.DefaultEventsMaxBytes),
@@ -106,6 +110,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("OPENSANDBOX_JWT_SECRET must be at least %d bytes (the control plane's)", auth.MinSecretLen)
 	case len(c.ClusterSecret) < auth.MinSecretLen:
 		return fmt.Errorf("OPENSANDBOX_WORKER_SECRET must be at least %d bytes (the control plane's)", auth.MinSecretLen)
+	case c.MetricsToken != "" && len(c.MetricsToken) < auth.MinSecretLen:
+		return fmt.Errorf("OPENSANDBOX_METRICS_TOKEN must be at least %d bytes", auth.MinSecretLen)
 	case c.HeartbeatInterval <= 0:
 		return errors.New("OPENSANDBOX_HEARTBEAT_INTERVAL must be positive")
 	case c.MaxUpload <= 0:

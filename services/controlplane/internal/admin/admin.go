@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/keyauth"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
 	"github.com/opensandbox/opensandbox/services/shared/pgschema"
 )
@@ -30,6 +31,7 @@ commands:
   create-org -slug S [-name N] [-max-sandboxes N] [-max-timeout SECONDS] [-plan P]
   set-quota  -org SLUG [-max-sandboxes N] [-max-timeout SECONDS]
   create-key -org SLUG [-name N] [-scopes a,b] [-expires DURATION] [-key VALUE]
+                                  scopes: sandboxes:write (default), sandboxes:read, admin
                                   prints the new key once; only its hash is stored
   revoke-key ID|PREFIX
   list-keys  -org SLUG
@@ -142,7 +144,7 @@ func (c *cli) createKey(ctx context.Context, args []string) error {
 	fs := flags("create-key")
 	slug := fs.String("org", "", "org slug")
 	name := fs.String("name", "", "key name")
-	scopes := fs.String("scopes", "sandboxes:write", "comma-separated: sandboxes:write, sandboxes:read")
+	scopes := fs.String("scopes", "sandboxes:write", "comma-separated: sandboxes:write, sandboxes:read, admin (GET /workers)")
 	expires := fs.Duration("expires", 0, "lifetime, e.g. 720h (0: never)")
 	key := fs.String("key", "", "use this key instead of a random osb_ key (development only)")
 	if err := fs.Parse(args); err != nil {
@@ -225,7 +227,9 @@ func (c *cli) seed(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.st.CreateAPIKey(ctx, store.APIKey{OrgID: o.ID, Name: "seed", Prefix: store.VisiblePrefix(SeedKey)}, store.HashKey(SeedKey))
+	// The development key may also see the worker registry (GET /workers).
+	_, err = c.st.CreateAPIKey(ctx, store.APIKey{OrgID: o.ID, Name: "seed", Prefix: store.VisiblePrefix(SeedKey),
+		Scopes: []string{keyauth.ScopeWrite, keyauth.ScopeAdmin}}, store.HashKey(SeedKey))
 	switch {
 	case errors.Is(err, store.ErrExists):
 		fmt.Fprintf(c.out, "seed: org %q and key %q already exist\n", SeedOrg, SeedKey)

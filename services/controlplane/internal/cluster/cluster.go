@@ -114,7 +114,7 @@ func (a *API) Mount(r fiber.Router) {
 	r.Delete("/sandboxes/:id", a.kill)
 	r.Post("/sandboxes/:id/timeout", a.setTimeout)
 	r.Post("/sandboxes/:id/token", a.refreshToken)
-	r.Get("/workers", a.listWorkers)
+	r.Get("/workers", keyauth.RequireScope(keyauth.ScopeAdmin), a.listWorkers)
 	r.All("/sandboxes/:id/*", func(*fiber.Ctx) error {
 		return errs.NotFound("wrong_endpoint", "data-path routes are served by the sandbox's worker: use the connectURL and token of the create answer (POST /sandboxes/:id/token refreshes them)")
 	})

@@ -20,8 +20,12 @@ import (
 
 // Scopes a key can carry.
 const (
-	ScopeWrite = "sandboxes:write" // everything
+	ScopeWrite = "sandboxes:write" // the org's sandboxes and sessions: everything
 	ScopeRead  = "sandboxes:read"  // GET and HEAD only
+	// ScopeAdmin is for operators: the cluster-wide routes (GET /workers,
+	// with the workers' internal addresses). sandboxes:write does not
+	// include it; only "*" and the static key do.
+	ScopeAdmin = "admin"
 	ScopeAll   = "*"
 )
 
@@ -95,6 +99,30 @@ func (a *Authenticator) Middleware() fiber.Handler {
 	}
 }
 
+// Valid reports whether a request carries a valid key, without refusing it
+// (routes that show more to authenticated callers, like GET /health). A
+// request with no key at all is not counted as a failure.
+func (a *Authenticator) Valid(c *fiber.Ctx) bool {
+	key := auth.APIKeyFrom(c)
+	if key == "" {
+		return false
+	}
+	_, err := a.authenticate(c.UserContext(), key)
+	return err == nil
+}
+
+// RequireScope refuses callers whose key lacks scope (403); the static key
+// has every scope. It runs after Middleware.
+func RequireScope(scope string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		caller := CallerOf(c)
+		if !caller.Static && !slices.Contains(caller.Scopes, scope) && !slices.Contains(caller.Scopes, ScopeAll) {
+			return errScope
+		}
+		return c.Next()
+	}
+}
+
 func (a *Authenticator) authenticate(ctx context.Context, key string) (Caller, error) {
 	if key == "" {
 		a.onFail("missing")
@@ -143,5 +171,6 @@ func Allowed(scopes []string, method string) bool {
 	if slices.Contains(scopes, ScopeAll) || slices.Contains(scopes, ScopeWrite) {
 		return true
 	}
-	return (method == fiber.MethodGet || method == fiber.MethodHead) && slices.Contains(scopes, ScopeRead)
+	// An admin-only key reads (its routes are GETs; RequireScope guards them).
+	return (method == fiber.MethodGet || method == fiber.MethodHead) && (slices.Contains(scopes, ScopeRead) || slices.Contains(scopes, ScopeAdmin))
 }

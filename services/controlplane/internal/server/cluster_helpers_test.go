@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/keyauth"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
 	"github.com/opensandbox/opensandbox/services/shared/obs"
@@ -42,6 +43,7 @@ type testCluster struct {
 	nc    *nats.Conn
 	org   store.Org
 	token string // the org's API key
+	admin *stack // the same org with a key that also has the admin scope (GET /workers)
 }
 
 func startCluster(t *testing.T, mutate func(*Config)) *testCluster {
@@ -79,7 +81,10 @@ func startCluster(t *testing.T, mutate func(*Config)) *testCluster {
 	t.Cleanup(func() { a.Shutdown() })
 
 	org, key := newOrg(t, st, "acme", 10, 3600)
-	return &testCluster{cp: &stack{url: "http://" + ln.Addr().String(), key: key}, reg: reg, st: st, nats: srv.ClientURL(), nc: nc, org: org, token: key}
+	adminKey := newKey(t, st, org, func(k *store.APIKey) { k.Scopes = []string{keyauth.ScopeWrite, keyauth.ScopeAdmin} })
+	url := "http://" + ln.Addr().String()
+	return &testCluster{cp: &stack{url: url, key: key}, reg: reg, st: st, nats: srv.ClientURL(), nc: nc, org: org, token: key,
+		admin: &stack{url: url, key: adminKey}}
 }
 
 func listen(t *testing.T) net.Listener {
@@ -192,7 +197,7 @@ func (c *testCluster) waitWorker(t *testing.T, id string, present bool) time.Dur
 	start := time.Now()
 	pollUntil(t, 30*time.Second, "worker "+id+" listed="+map[bool]string{true: "yes", false: "no"}[present], func() bool {
 		var ws []map[string]any
-		c.cp.json(t, "GET", "/workers", nil, 200, &ws)
+		c.admin.json(t, "GET", "/workers", nil, 200, &ws)
 		for _, w := range ws {
 			if w["worker_id"] == id {
 				return present

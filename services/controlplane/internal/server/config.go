@@ -25,14 +25,17 @@ const (
 
 // Config is the server's configuration, read from OPENSANDBOX_* variables.
 type Config struct {
-	Mode       string // combined or server
-	Addr       string
-	APIKey     string // static key; in PostgreSQL modes it works beside stored keys
-	LogLevel   string
-	PodmanURI  string
-	OCIRuntime string
-	MaxUpload  int64
-	Sandbox    sandbox.Config
+	Mode   string // combined or server
+	Addr   string
+	APIKey string // static key; in PostgreSQL modes it works beside stored keys
+	// MetricsToken, when set, is the only credential of GET /metrics (a
+	// bearer token for Prometheus that opens nothing else).
+	MetricsToken string
+	LogLevel     string
+	PodmanURI    string
+	OCIRuntime   string
+	MaxUpload    int64
+	Sandbox      sandbox.Config
 
 	DatabaseURL string // PostgreSQL: API keys, quotas, sessions (required in server mode)
 	Migrate     bool   // apply missing migrations at start-up
@@ -69,6 +72,7 @@ func LoadConfig() (Config, error) {
 		Mode:           e.String("OPENSANDBOX_MODE", ModeCombined),
 		Addr:           net.JoinHostPort(e.String("OPENSANDBOX_HOST", "127.0.0.1"), e.String("OPENSANDBOX_PORT", "8080")),
 		APIKey:         e.String("OPENSANDBOX_API_KEY", ""),
+		MetricsToken:   e.String("OPENSANDBOX_METRICS_TOKEN", ""),
 		LogLevel:       e.String("OPENSANDBOX_LOG_LEVEL", "info"),
 		PodmanURI:      e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
 		OCIRuntime:     e.String("OPENSANDBOX_OCI_RUNTIME", ""),
@@ -99,6 +103,9 @@ func LoadConfig() (Config, error) {
 func (c Config) Validate() error {
 	if c.MaxUpload <= 0 {
 		return errors.New("OPENSANDBOX_MAX_UPLOAD_BYTES must be positive")
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < auth.MinSecretLen {
+		return fmt.Errorf("OPENSANDBOX_METRICS_TOKEN must be at least %d bytes", auth.MinSecretLen)
 	}
 	if c.EventsMaxBytes < 0 {
 		return errors.New("OPENSANDBOX_EVENTS_MAX_BYTES must be positive")

@@ -99,14 +99,23 @@ func (e *events) run(ctx context.Context, f func(context.Context) error) {
 	}()
 }
 
-// health is the pipeline's part of GET /health.
-func (e *events) health(c *fiber.Ctx) fiber.Map {
+// health is the pipeline's part of GET /health: figures for anyone, error
+// text only for authenticated callers (it can name internal hosts).
+func (e *events) health(c *fiber.Ctx, authenticated bool) fiber.Map {
 	h := fiber.Map{}
 	if e.pub != nil {
-		h["publisher"] = e.pub.Status()
+		st := e.pub.Status()
+		if !authenticated {
+			st = st.Public()
+		}
+		h["publisher"] = st
 	}
 	if e.syn != nil {
-		h["syncer"] = e.syn.Status(c.UserContext())
+		st := e.syn.Status(c.UserContext())
+		if !authenticated {
+			st = st.Public()
+		}
+		h["syncer"] = st
 	}
 	return h
 }

@@ -112,15 +112,18 @@ func newCombinedApp(log *slog.Logger, reg *prometheus.Registry, mgr *sandbox.Man
 		// Config.checkUnauthenticated): refuse what a browser page could send.
 		app.Use(localOnly())
 	}
-	app.Get("/health", healthHandler(ModeCombined, ev))
 	var sb httpapi.Sandboxes = mgr
 	authn := auth.StaticKey(cfg.APIKey)
+	authenticated := func(c *fiber.Ctx) bool {
+		return cfg.APIKey == "" || auth.Carries(c, cfg.APIKey) || auth.Carries(c, cfg.MetricsToken)
+	}
 	if pg != nil {
 		sb = sessions.Track(mgr, pg.tracker)
 		authn = pg.authn.Middleware()
+		authenticated = func(c *fiber.Ctx) bool { return auth.Carries(c, cfg.MetricsToken) || pg.authn.Valid(c) }
 	}
-	keyed := app.Group("", authn)
-	keyed.Get("/metrics", httpx.MetricsHandler(reg))
+	app.Get("/health", healthHandler(ModeCombined, ev, authenticated))
+	keyed := keyedWithMetrics(app, authn, reg, cfg.MetricsToken)
 	if pg != nil {
 		keyed.Get("/sessions", pg.tracker.Handler())
 	}
@@ -152,15 +155,33 @@ func sweepSessions(ctx context.Context, log *slog.Logger, st *store.Store) {
 	}
 }
 
-// healthHandler answers GET /health: the role, and the event pipeline's
-// backlog and lag where this process runs part of it.
-func healthHandler(role string, ev *events) fiber.Handler {
+// healthHandler answers GET /health without authentication: the role, and
+// the event pipeline's backlog and lag where this process runs part of it;
+// its last errors only when authenticated says the request carries valid
+// credentials.
+func healthHandler(role string, ev *events, authenticated func(*fiber.Ctx) bool) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		if ev == nil {
 			return c.JSON(api.Health{Status: "ok", Role: role})
 		}
-		return c.JSON(fiber.Map{"status": "ok", "role": role, "events": ev.health(c)})
+		return c.JSON(fiber.Map{"status": "ok", "role": role, "events": ev.health(c, authenticated(c))})
 	}
+}
+
+// keyedWithMetrics returns the router of the routes behind authn and serves
+// GET /metrics: behind the metrics-only bearer token when one is configured
+// (Prometheus then needs no API key, and API keys do not open it), else
+// behind authn like the rest.
+func keyedWithMetrics(app *fiber.App, authn fiber.Handler, reg *prometheus.Registry, token string) fiber.Router {
+	if token != "" {
+		// Before the group: its middleware would ask for an API key.
+		app.Get("/metrics", auth.StaticKey(token), httpx.MetricsHandler(reg))
+	}
+	keyed := app.Group("", authn)
+	if token == "" {
+		keyed.Get("/metrics", httpx.MetricsHandler(reg))
+	}
+	return keyed
 }
 
 // Serve runs app on addr until ctx ends.

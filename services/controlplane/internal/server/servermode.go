@@ -110,9 +110,10 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 		}
 		ev.sync(ctx, reg, st.Pool())
 	}
-	app.Get("/health", healthHandler("control-plane", ev))
-	keyed := app.Group("", pg.authn.Middleware())
-	keyed.Get("/metrics", httpx.MetricsHandler(reg))
+	app.Get("/health", healthHandler("control-plane", ev, func(c *fiber.Ctx) bool {
+		return auth.Carries(c, cfg.MetricsToken) || pg.authn.Valid(c)
+	}))
+	keyed := keyedWithMetrics(app, pg.authn.Middleware(), reg, cfg.MetricsToken)
 	keyed.Get("/sessions", pg.tracker.Handler())
 	capi.Mount(keyed)
 	return app, nil

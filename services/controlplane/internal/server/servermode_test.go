@@ -142,8 +142,11 @@ func TestServerModeTwoRegions(t *testing.T) {
 		t.Fatalf("session end %v, worker %v", sess.EndAt, onWorker.EndAt)
 	}
 
+	// The registry (internal addresses) is for admin-scoped keys only.
+	resp, body = c.cp.do(t, "GET", "/workers", nil)
+	wantError(t, resp, body, 403, "forbidden")
 	var workers []map[string]any
-	c.cp.json(t, "GET", "/workers", nil, 200, &workers)
+	c.admin.json(t, "GET", "/workers", nil, 200, &workers)
 	if len(workers) != 2 || workers[0]["region"] != "eu" || workers[1]["region"] != "us" {
 		t.Fatalf("workers %v", workers)
 	}
