@@ -76,4 +76,3 @@ func sameOrigin(origin, host string) bool {
 	}
 	return strings.EqualFold(u.Host, host)
 }
-
