@@ -3,6 +3,15 @@
 # events (stream SANDBOX_EVENTS, replicated by JetStream); the control plane
 # and the syncer consume them. Clients find the servers through the Consul
 # service "nats" (nats.service.consul).
+#
+# Every client authenticates: one user per role, each allowed only what its
+# work needs (the same permissions as natsx.Permissions in the code, which
+# the deploycheck tests compare). A sandbox that reaches port 4222 through
+# its worker's address has no credential and is refused; a worker identity
+# can publish only its region's events and heartbeats, read nothing but the
+# replies to its own requests, and neither create nor consume the streams.
+# The server holds only bcrypt hashes (Nomad variable nomad/jobs/nats); each
+# service reads its own password from nomad/jobs/<its job> (docs/deploy.md).
 
 variable "region" {
   description = "Nomad region (equal to the AWS region)."
@@ -140,6 +149,37 @@ job "nats" {
             store_dir: "/data"
             max_file_store: 100GB
           }
+
+          {{- with nomadVar "nomad/jobs/nats" }}
+          authorization {
+            users: [
+              {
+                user: "controlplane"
+                password: "{{ .controlplane_password_bcrypt }}"
+                permissions: {
+                  publish: { allow: ["sandbox.events.>", "sandbox.deadletter", "$JS.API.>", "$JS.ACK.SANDBOX_EVENTS.>"] }
+                  subscribe: { allow: ["_INBOX.controlplane.>", "workers.heartbeat.>"] }
+                }
+              }
+              {
+                user: "worker"
+                password: "{{ .worker_password_bcrypt }}"
+                permissions: {
+                  publish: { allow: ["sandbox.events.{{ env "NOMAD_REGION" }}.*", "workers.heartbeat.{{ env "NOMAD_REGION" }}.*", "$JS.API.STREAM.INFO.SANDBOX_EVENTS"] }
+                  subscribe: { allow: ["_INBOX.worker.>"] }
+                }
+              }
+              {
+                user: "syncer"
+                password: "{{ .syncer_password_bcrypt }}"
+                permissions: {
+                  publish: { allow: ["$JS.API.STREAM.INFO.SANDBOX_EVENTS", "$JS.API.STREAM.CREATE.SANDBOX_EVENTS", "$JS.API.STREAM.INFO.SANDBOX_DEADLETTER", "$JS.API.STREAM.CREATE.SANDBOX_DEADLETTER", "$JS.API.CONSUMER.>", "$JS.ACK.SANDBOX_EVENTS.>", "sandbox.deadletter"] }
+                  subscribe: { allow: ["_INBOX.syncer.>"] }
+                }
+              }
+            ]
+          }
+          {{- end }}
 
           cluster {
             name: "opensandbox-{{ env "NOMAD_REGION" }}"

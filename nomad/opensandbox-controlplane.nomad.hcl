@@ -158,6 +158,9 @@ job "opensandbox-controlplane" {
           OPENSANDBOX_JWT_SECRET={{ .jwt_secret | toJSON }}
           OPENSANDBOX_WORKER_SECRET={{ .worker_secret | toJSON }}
           {{- end }}
+          {{- with nomadVar "opensandbox/metrics" }}
+          OPENSANDBOX_METRICS_TOKEN={{ .token | toJSON }}
+          {{- end }}
         EOT
       }
 
@@ -173,12 +176,19 @@ job "opensandbox-controlplane" {
         EOT
       }
 
+      # NATS members from the Consul catalog, as NATS user controlplane with
+      # its password from the Nomad variable nomad/jobs/opensandbox-controlplane
+      # (only this job reads it). noop: the client learns the cluster's
+      # other servers from NATS itself and reconnects among them with the
+      # same credentials, so a member moving needs no restart.
       template {
-        destination = "local/nats.env"
+        destination = "secrets/nats.env"
         env         = true
         change_mode = "noop"
         data        = <<-EOT
-          NATS_URL={{ range $i, $s := service "nats" }}{{ if $i }},{{ end }}nats://{{ $s.Address }}:{{ $s.Port }}{{ end }}
+          {{- with nomadVar "nomad/jobs/opensandbox-controlplane" }}{{ $pw := .nats_password }}
+          NATS_URL={{ range $i, $s := service "nats" }}{{ if $i }},{{ end }}nats://controlplane:{{ $pw }}@{{ $s.Address }}:{{ $s.Port }}{{ end }}
+          {{- end }}
         EOT
       }
 

@@ -1,5 +1,8 @@
 # opensandbox-syncer: JetStream (SANDBOX_EVENTS, durable pull consumer
-# pg-sync-consumer) -> PostgreSQL. Two allocations fetch from the same pull
+# pg-sync-consumer) -> PostgreSQL. It creates the streams when they are
+# missing (workers may only look them up): SANDBOX_EVENTS as a work queue
+# that refuses events when full (OPENSANDBOX_EVENTS_MAX_BYTES), so nothing
+# unwritten is ever dropped, and SANDBOX_DEADLETTER beside it. Two allocations fetch from the same pull
 # consumer, so either can die without the backlog stalling; writes are
 # idempotent on the event id. The syncer checks the schema at start and
 # refuses an old one: run it after the control plane has migrated.
@@ -147,16 +150,24 @@ job "opensandbox-syncer" {
         data        = <<-EOT
           OPENSANDBOX_SYNC_BATCH={{ keyOrDefault "opensandbox/syncer/batch" "1000" }}
           OPENSANDBOX_SYNC_MAX_TRIES={{ keyOrDefault "opensandbox/syncer/max_tries" "5" }}
+          OPENSANDBOX_EVENTS_MAX_BYTES={{ keyOrDefault "opensandbox/events/max_bytes" "10737418240" }}
           OPENSANDBOX_LOG_LEVEL={{ keyOrDefault "opensandbox/log_level" "info" }}
         EOT
       }
 
+      # NATS members from the Consul catalog, as NATS user syncer with
+      # its password from the Nomad variable nomad/jobs/opensandbox-syncer
+      # (only this job reads it). noop: the client learns the cluster's
+      # other servers from NATS itself and reconnects among them with the
+      # same credentials, so a member moving needs no restart.
       template {
-        destination = "local/nats.env"
+        destination = "secrets/nats.env"
         env         = true
         change_mode = "noop"
         data        = <<-EOT
-          NATS_URL={{ range $i, $s := service "nats" }}{{ if $i }},{{ end }}nats://{{ $s.Address }}:{{ $s.Port }}{{ end }}
+          {{- with nomadVar "nomad/jobs/opensandbox-syncer" }}{{ $pw := .nats_password }}
+          NATS_URL={{ range $i, $s := service "nats" }}{{ if $i }},{{ end }}nats://syncer:{{ $pw }}@{{ $s.Address }}:{{ $s.Port }}{{ end }}
+          {{- end }}
         EOT
       }
 

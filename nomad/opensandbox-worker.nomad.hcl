@@ -210,7 +210,10 @@ job "opensandbox-worker" {
       }
 
       # Secrets shared with the control plane (Nomad variable
-      # opensandbox/shared, readable through the opensandbox-shared policy).
+      # opensandbox/shared, readable through the opensandbox-shared policy)
+      # and the /metrics token Prometheus presents (opensandbox/metrics,
+      # through the opensandbox-metrics policy): Prometheus never holds the
+      # cluster secret.
       template {
         destination = "secrets/worker.env"
         env         = true
@@ -219,6 +222,9 @@ job "opensandbox-worker" {
           {{- with nomadVar "opensandbox/shared" }}
           OPENSANDBOX_JWT_SECRET={{ .jwt_secret | toJSON }}
           OPENSANDBOX_WORKER_SECRET={{ .worker_secret | toJSON }}
+          {{- end }}
+          {{- with nomadVar "opensandbox/metrics" }}
+          OPENSANDBOX_METRICS_TOKEN={{ .token | toJSON }}
           {{- end }}
         EOT
       }
@@ -241,15 +247,19 @@ job "opensandbox-worker" {
         EOT
       }
 
-      # NATS members from the Consul catalog. noop: the client learns the
-      # cluster's other servers from NATS itself and reconnects among them, so
-      # a member moving needs no restart.
+      # NATS members from the Consul catalog, as NATS user worker with
+      # its password from the Nomad variable nomad/jobs/opensandbox-worker
+      # (only this job reads it). noop: the client learns the cluster's
+      # other servers from NATS itself and reconnects among them with the
+      # same credentials, so a member moving needs no restart.
       template {
-        destination = "local/nats.env"
+        destination = "secrets/nats.env"
         env         = true
         change_mode = "noop"
         data        = <<-EOT
-          NATS_URL={{ range $i, $s := service "nats" }}{{ if $i }},{{ end }}nats://{{ $s.Address }}:{{ $s.Port }}{{ end }}
+          {{- with nomadVar "nomad/jobs/opensandbox-worker" }}{{ $pw := .nats_password }}
+          NATS_URL={{ range $i, $s := service "nats" }}{{ if $i }},{{ end }}nats://worker:{{ $pw }}@{{ $s.Address }}:{{ $s.Port }}{{ end }}
+          {{- end }}
         EOT
       }
 

@@ -123,23 +123,16 @@ job "prometheus" {
         data            = file("observability/rules/opensandbox.rules.yml")
       }
 
-      # Scrape credentials: a read-scoped control-plane API key and the
-      # cluster secret that guards the workers' /metrics.
+      # Scrape credential: the metrics-only bearer token that the control
+      # plane and the workers accept on /metrics (OPENSANDBOX_METRICS_TOKEN)
+      # and that opens nothing else; Prometheus holds neither an API key nor
+      # the cluster secret.
       template {
-        destination = "secrets/controlplane_metrics_key"
+        destination = "secrets/metrics_token"
         change_mode = "noop" # read on every scrape
         perms       = "0440"
         data        = <<-EOT
-          {{- with nomadVar "nomad/jobs/prometheus" }}{{ .controlplane_metrics_key }}{{ end -}}
-        EOT
-      }
-
-      template {
-        destination = "secrets/worker_secret"
-        change_mode = "noop"
-        perms       = "0440"
-        data        = <<-EOT
-          {{- with nomadVar "opensandbox/shared" }}{{ .worker_secret }}{{ end -}}
+          {{- with nomadVar "opensandbox/metrics" }}{{ .token }}{{ end -}}
         EOT
       }
 

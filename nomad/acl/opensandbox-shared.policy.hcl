@@ -2,7 +2,7 @@
 # (jwt_secret, worker_secret). Attach it to the jobs that need them:
 #   nomad acl policy apply -namespace default -job opensandbox-worker \
 #     opensandbox-worker-shared acl/opensandbox-shared.policy.hcl
-# and the same for opensandbox-controlplane and prometheus (docs/deploy.md).
+# and the same for opensandbox-controlplane (docs/deploy.md).
 namespace "default" {
   variables {
     path "opensandbox/shared" {

@@ -36,6 +36,8 @@ commands:
   revoke-key ID|PREFIX
   list-keys  -org SLUG
   seed                            org "test" with key "test-key" (idempotent)
+  nats-credentials                prints the nomad var put commands of a region's NATS users
+                                  (random passwords; the NATS job gets bcrypt hashes only)
 
 The database is $DATABASE_URL (make infra-up writes it to .env.local).
 `
@@ -45,6 +47,9 @@ func Run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "help" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
 		return nil
+	}
+	if args[0] == "nats-credentials" {
+		return natsCredentials(stdout)
 	}
 	dsn := os.Getenv("DATABASE_URL")
 	if dsn == "" {

@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
+	"github.com/opensandbox/opensandbox/services/shared/natsx"
 	"github.com/opensandbox/opensandbox/services/shared/pgtest"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestMain(m *testing.M) {
@@ -73,5 +75,30 @@ func TestAdminCommands(t *testing.T) {
 	}
 	if out := run(t, "help"); !strings.Contains(out, "create-key") {
 		t.Fatalf("help: %s", out)
+	}
+}
+
+// nats-credentials prints a password per role and the bcrypt hashes the NATS
+// server checks them against.
+func TestNATSCredentials(t *testing.T) {
+	out := run(t, "nats-credentials")
+	hashes := map[string]string{}
+	passwords := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 4 && f[3] == "nomad/jobs/nats":
+			for _, kv := range f[4:] {
+				k, v, _ := strings.Cut(kv, "=")
+				hashes[strings.TrimSuffix(k, "_password_bcrypt")] = strings.Trim(v, "'")
+			}
+		case len(f) == 5 && strings.HasPrefix(f[3], "nomad/jobs/opensandbox-"):
+			passwords[strings.TrimPrefix(f[3], "nomad/jobs/opensandbox-")] = strings.TrimPrefix(f[4], "nats_password=")
+		}
+	}
+	for _, role := range natsx.Roles {
+		if bcrypt.CompareHashAndPassword([]byte(hashes[role]), []byte(passwords[role])) != nil {
+			t.Errorf("role %s: hash %q does not match password %q\n%s", role, hashes[role], passwords[role], out)
+		}
 	}
 }
