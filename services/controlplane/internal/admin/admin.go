@@ -233,10 +233,15 @@ func (c *cli) seed(ctx context.Context) error {
 		return err
 	}
 	// The development key may also see the worker registry (GET /workers).
+	scopes := []string{keyauth.ScopeWrite, keyauth.ScopeAdmin}
 	_, err = c.st.CreateAPIKey(ctx, store.APIKey{OrgID: o.ID, Name: "seed", Prefix: store.VisiblePrefix(SeedKey),
-		Scopes: []string{keyauth.ScopeWrite, keyauth.ScopeAdmin}}, store.HashKey(SeedKey))
+		Scopes: scopes}, store.HashKey(SeedKey))
 	switch {
 	case errors.Is(err, store.ErrExists):
+		// A key seeded by an older version lacks the admin scope.
+		if _, err := c.st.AddKeyScopes(ctx, store.HashKey(SeedKey), scopes); err != nil {
+			return err
+		}
 		fmt.Fprintf(c.out, "seed: org %q and key %q already exist\n", SeedOrg, SeedKey)
 		return nil
 	case err != nil:

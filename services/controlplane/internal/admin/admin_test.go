@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -34,8 +35,20 @@ func TestAdminCommands(t *testing.T) {
 	if out := run(t, "seed"); !strings.Contains(out, `API key "test-key"`) {
 		t.Fatalf("seed: %s", out)
 	}
+	st, err := store.Open(context.Background(), dsn, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// A seed key of an older version (no admin scope) gets it on the next seed.
+	if _, err := st.Pool().Exec(context.Background(), `UPDATE api_keys SET scopes = '{sandboxes:write}'`); err != nil {
+		t.Fatal(err)
+	}
 	if out := run(t, "seed"); !strings.Contains(out, "already exist") {
 		t.Fatalf("second seed: %s", out)
+	}
+	if owner, err := st.KeyByHash(context.Background(), store.HashKey(SeedKey)); err != nil || !slices.Equal(owner.Key.Scopes, []string{"admin", "sandboxes:write"}) {
+		t.Fatalf("seed key scopes %v %v", owner.Key.Scopes, err)
 	}
 	run(t, "create-org", "-slug", "acme", "-max-sandboxes", "3", "-max-timeout", "600")
 	out := run(t, "create-key", "-org", "acme", "-name", "ci", "-expires", "720h")
@@ -45,11 +58,6 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("create-key printed %q", out)
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, dsn, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	for _, k := range []string{key, "test-key"} {
 		owner, err := st.KeyByHash(ctx, store.HashKey(k))
 		if err != nil || owner.Key.RevokedAt != nil {

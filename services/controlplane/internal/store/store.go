@@ -185,6 +185,14 @@ func (s *Store) TouchKey(ctx context.Context, id string) error {
 	return err
 }
 
+// AddKeyScopes gives the key with this hash the scopes it lacks; it reports
+// whether such a key exists.
+func (s *Store) AddKeyScopes(ctx context.Context, hash string, scopes []string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE api_keys SET scopes = ARRAY(SELECT DISTINCT unnest(scopes || $2::text[]) ORDER BY 1)
+		WHERE key_hash = $1`, hash, scopes)
+	return tag.RowsAffected() > 0, err
+}
+
 // RevokeKey revokes a key by id or by its visible prefix (which must match
 // exactly one live key).
 func (s *Store) RevokeKey(ctx context.Context, idOrPrefix string) (APIKey, error) {
