@@ -39,7 +39,7 @@ type testCluster struct {
 	cp    *stack
 	reg   *prometheus.Registry
 	st    *store.Store
-	nats  string // client URL
+	nats  string // client URL for workers (with the worker role's credentials)
 	nc    *nats.Conn
 	org   store.Org
 	token string // the org's API key
@@ -55,12 +55,17 @@ func startCluster(t *testing.T, mutate func(*Config)) *testCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: -1, StoreDir: t.TempDir()})
+	// NATS as in production: a user per role with its permissions, so
+	// every test here also proves each component needs no more than those.
+	srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: -1, StoreDir: t.TempDir(), Users: []natsx.User{
+		{Name: natsx.RoleControlPlane, Password: "cp-password", Role: natsx.RoleControlPlane},
+		{Name: natsx.RoleWorker, Password: "worker-password", Role: natsx.RoleWorker},
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	nc, err := natsx.Connect(srv.ClientURL(), "test-cp")
+	nc, err := natsx.Connect(natsx.URLFor(srv.ClientURL(), natsx.RoleControlPlane, "cp-password"), "test-cp", natsx.As(natsx.RoleControlPlane))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +88,7 @@ func startCluster(t *testing.T, mutate func(*Config)) *testCluster {
 	org, key := newOrg(t, st, "acme", 10, 3600)
 	adminKey := newKey(t, st, org, func(k *store.APIKey) { k.Scopes = []string{keyauth.ScopeWrite, keyauth.ScopeAdmin} })
 	url := "http://" + ln.Addr().String()
-	return &testCluster{cp: &stack{url: url, key: key}, reg: reg, st: st, nats: srv.ClientURL(), nc: nc, org: org, token: key,
+	return &testCluster{cp: &stack{url: url, key: key}, reg: reg, st: st, nats: natsx.URLFor(srv.ClientURL(), natsx.RoleWorker, "worker-password"), nc: nc, org: org, token: key,
 		admin: &stack{url: url, key: adminKey}}
 }
 
@@ -155,7 +160,7 @@ func (c *testCluster) startWorker(t *testing.T, o workerOpts) *testWorker {
 	if o.before != nil {
 		o.before(mgr)
 	}
-	nc, err := natsx.Connect(c.nats, "test-worker")
+	nc, err := natsx.Connect(c.nats, "test-worker", natsx.As(natsx.RoleWorker))
 	if err != nil {
 		t.Fatal(err)
 	}
