@@ -60,7 +60,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("database schema: %w (the control plane applies migrations at start)", err)
 	}
-	nc, err := natsx.Connect(natsURL, "opensandbox-syncer", natsx.As(natsx.RoleSyncer))
+	nc, err := natsx.Connect(natsURL, "opensandbox-syncer", natsx.As(natsx.RoleSyncer), natsx.Log(log))
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -186,6 +187,49 @@ func Redact(rawURL string) string {
 
 // As makes a connection use role's inboxes (its permissions allow only those).
 func As(role string) nats.Option { return nats.CustomInboxPrefix(InboxPrefix(role)) }
+
+// Log reports a connection's troubles to log: disconnects, reconnects,
+// permission violations, and failed (re)connect attempts such as refused
+// credentials — at most one line per distinct error every 30 s, since
+// attempts repeat every 250 ms.
+func Log(log *slog.Logger) nats.Option {
+	var (
+		mu   sync.Mutex
+		last = map[string]time.Time{}
+	)
+	report := func(msg string, err error) {
+		mu.Lock()
+		key := msg + err.Error()
+		quiet := time.Since(last[key]) < 30*time.Second
+		if !quiet {
+			last[key] = time.Now()
+		}
+		mu.Unlock()
+		if !quiet {
+			log.Warn(msg, "err", err)
+		}
+	}
+	return func(o *nats.Options) error {
+		o.ConnectedCB = func(nc *nats.Conn) { log.Info("nats connected", "url", Redact(nc.ConnectedUrl())) }
+		o.ReconnectedCB = func(nc *nats.Conn) { log.Info("nats reconnected", "url", Redact(nc.ConnectedUrl())) }
+		o.DisconnectedErrCB = func(_ *nats.Conn, err error) {
+			if err != nil {
+				report("nats disconnected; reconnecting", err)
+			}
+		}
+		o.ReconnectErrCB = func(_ *nats.Conn, err error) {
+			if err != nil {
+				report("nats connect attempt failed; retrying", err)
+			}
+		}
+		o.AsyncErrorCB = func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if err != nil {
+				report("nats error", err)
+			}
+		}
+		return nil
+	}
+}
 
 // Connect dials url and keeps reconnecting forever: callers ride out NATS
 // restarts instead of failing. Credentials come with the URL

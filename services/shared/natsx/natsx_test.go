@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,5 +274,70 @@ func TestURLHelpers(t *testing.T) {
 	}
 	if r := Redact(u); strings.Contains(r, "s3cret") {
 		t.Fatalf("Redact kept the password: %s", r)
+	}
+}
+
+// recordLog keeps the messages logged through it.
+type recordLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *recordLog) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recordLog) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	msg := rec.Message
+	rec.Attrs(func(a slog.Attr) bool { msg += " " + a.Value.String(); return true })
+	r.msgs = append(r.msgs, msg)
+	return nil
+}
+func (r *recordLog) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recordLog) WithGroup(string) slog.Handler      { return r }
+
+func (r *recordLog) has(sub string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.msgs {
+		if strings.Contains(strings.ToLower(m), sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// A service started with a wrong NATS password keeps retrying (a fixed
+// password or a reloaded server lets it in) and says why in its log.
+func TestConnectLogsRefusedCredentials(t *testing.T) {
+	srv, urls := authServer(t)
+	rec := &recordLog{}
+	nc, err := Connect(URLFor(srv.ClientURL(), "w", "wrong"), "test", Log(slog.New(rec)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !rec.has("authorization violation") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line about the refused credentials: %q", rec.msgs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if nc.IsClosed() {
+		t.Fatal("the connection gave up after refused credentials")
+	}
+	ok, err := Connect(urls[RoleWorker], "test", Log(slog.New(rec)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ok.Close()
+	if err := ok.Flush(); err != nil {
+		t.Fatalf("good credentials: %v", err)
+	}
+	for !rec.has("nats connected") { // callbacks run asynchronously
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line about the connection: %q", rec.msgs)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

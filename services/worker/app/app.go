@@ -187,7 +187,7 @@ func Main(ctx context.Context) error {
 	log := obs.NewLogger(os.Stderr, cfg.LogLevel).With("service", "worker", "worker_id", cfg.Sandbox.WorkerID)
 	reg := obs.NewRegistry()
 
-	nc, err := natsx.Connect(cfg.NATSURL, "worker-"+cfg.Sandbox.WorkerID, natsx.As(natsx.RoleWorker))
+	nc, err := natsx.Connect(cfg.NATSURL, "worker-"+cfg.Sandbox.WorkerID, natsx.As(natsx.RoleWorker), natsx.Log(log))
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}

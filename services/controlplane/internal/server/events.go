@@ -54,7 +54,7 @@ func startEvents(log *slog.Logger, natsURL, dataDir string, stream natsx.StreamP
 		natsURL = natsx.URLFor(srv.ClientURL(), natsx.RoleControlPlane, pw)
 		log.Info("embedded NATS JetStream", "url", srv.ClientURL())
 	}
-	nc, err := natsx.Connect(natsURL, "opensandbox-server", natsx.As(natsx.RoleControlPlane))
+	nc, err := natsx.Connect(natsURL, "opensandbox-server", natsx.As(natsx.RoleControlPlane), natsx.Log(log))
 	if err != nil {
 		e.Close()
 		return nil, fmt.Errorf("nats: %w", err)

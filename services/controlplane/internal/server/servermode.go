@@ -30,7 +30,7 @@ func runServer(ctx context.Context, log *slog.Logger, cfg Config) error {
 		return err
 	}
 	defer st.Close()
-	nc, err := natsx.Connect(cfg.NATSURL, "opensandbox-server", natsx.As(natsx.RoleControlPlane))
+	nc, err := natsx.Connect(cfg.NATSURL, "opensandbox-server", natsx.As(natsx.RoleControlPlane), natsx.Log(log))
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
