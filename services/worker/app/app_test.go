@@ -4,9 +4,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/opensandbox/opensandbox/services/shared/obs"
+	"github.com/opensandbox/opensandbox/services/worker/publisher/publishertest"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 )
 
@@ -54,5 +56,31 @@ func TestMetricsTokenReplacesTheClusterSecret(t *testing.T) {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
 			}
 		})
+	}
+}
+
+// The worker's unauthenticated /health shows its publisher's backlog but
+// not its last error, which it shows to the metrics token.
+func TestHealthShowsErrorsOnlyWithCredentials(t *testing.T) {
+	w := testWorker(t, "metrics-token-0123456789")
+	w.SetPublisher(publishertest.Failing(t))
+	get := func(token string) string {
+		req := httptest.NewRequest("GET", "/health", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := w.HTTP().Test(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if b := get(""); strings.Contains(b, "lastError") || !strings.Contains(b, "unsynced") {
+		t.Fatalf("unauthenticated health: %s", b)
+	}
+	if b := get("metrics-token-0123456789"); !strings.Contains(b, "lastError") {
+		t.Fatalf("health with the metrics token: %s", b)
 	}
 }

@@ -1,20 +1,14 @@
 package server
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opensandbox/opensandbox/services/shared/auth"
-	"github.com/opensandbox/opensandbox/services/shared/natsx"
-	"github.com/opensandbox/opensandbox/services/worker/publisher"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/opensandbox/opensandbox/services/worker/publisher/publishertest"
 )
 
 const testMetricsToken = "metrics-token-0123456789"
@@ -42,39 +36,11 @@ func TestMetricsTokenGuardsMetrics(t *testing.T) {
 	}
 }
 
-// failingPublisher returns a publisher whose last error is set: its NATS
-// connection is closed.
-func failingPublisher(t *testing.T) *publisher.Publisher {
-	t.Helper()
-	srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := natsx.Connect(srv.ClientURL(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, _ := jetstream.New(nc)
-	nc.Close()
-	pub, err := publisher.New(slog.New(slog.NewTextHandler(io.Discard, nil)), js,
-		publisher.Config{DataDir: t.TempDir(), Subject: natsx.EventSubject("eu", "w1")}, publisher.NewMetrics(prometheus.NewRegistry()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); pub.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	pollUntil(t, 10*time.Second, "the publisher's error", func() bool { return pub.Status().LastError != "" })
-	return pub
-}
-
 // GET /health shows the pipeline's figures to anyone and its error text only
 // to a caller with credentials.
 func TestHealthErrorsOnlyWithCredentials(t *testing.T) {
 	app := fiber.New()
-	app.Get("/health", healthHandler("control-plane", &events{pub: failingPublisher(t)}, func(c *fiber.Ctx) bool {
+	app.Get("/health", healthHandler("control-plane", &events{pub: publishertest.Failing(t)}, func(c *fiber.Ctx) bool {
 		return auth.Carries(c, testMetricsToken)
 	}))
 	get := func(hdr ...string) string {
