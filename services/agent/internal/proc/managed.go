@@ -227,7 +227,7 @@ func (p *Process) supervise(pp *piped, timeout time.Duration) {
 	go pump(pp.stdout, p.Stdout)
 	go pump(pp.stderr, p.Stderr)
 
-	ws, timedOut := waitOrKill(pp.pid, pp.done, timeout)
+	ws, timedOut := waitOrKill(pp.pid, pp.done, timeout, nil)
 	close(after)
 	deadline := time.Now().Add(drainGrace)
 	pp.stdout.SetReadDeadline(deadline)

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -33,8 +34,10 @@ var ErrNotFound = errors.New("executable not found")
 const drainGrace = 100 * time.Millisecond
 
 // Run starts spec in its own process group, feeds stdin, captures at most
-// maxOutput bytes of each stream and kills the whole group at timeout.
-func (r *Reaper) Run(spec Spec, stdin []byte, timeout time.Duration, maxOutput int) (*Result, error) {
+// maxOutput bytes of each stream and kills the whole group at timeout. When
+// ctx ends first (the caller hung up), the group is killed too and Run
+// returns ctx's error once the process is reaped.
+func (r *Reaper) Run(ctx context.Context, spec Spec, stdin []byte, timeout time.Duration, maxOutput int) (*Result, error) {
 	start := time.Now()
 	p, err := r.startPiped(spec)
 	if err != nil {
@@ -58,8 +61,8 @@ func (r *Reaper) Run(spec Spec, stdin []byte, timeout time.Duration, maxOutput i
 
 	res := &Result{}
 	var ws syscall.WaitStatus
-	ws, res.TimedOut = waitOrKill(pid, done, timeout)
-	if res.TimedOut {
+	ws, res.TimedOut = waitOrKill(pid, done, timeout, ctx.Done())
+	if res.TimedOut || ctx.Err() != nil {
 		// Whatever else the group started dies with it.
 		syscall.Kill(-pid, syscall.SIGKILL)
 	}
@@ -73,6 +76,9 @@ func (r *Reaper) Run(spec Spec, stdin []byte, timeout time.Duration, maxOutput i
 	outR.Close()
 	errR.Close()
 
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	res.ExitCode = ExitCode(ws)
 	if res.TimedOut {
 		res.ExitCode = 124
@@ -83,19 +89,23 @@ func (r *Reaper) Run(spec Spec, stdin []byte, timeout time.Duration, maxOutput i
 }
 
 // waitOrKill waits for the exit status of pid, killing its process group
-// once timeout (if positive) has passed.
-func waitOrKill(pid int, done <-chan syscall.WaitStatus, timeout time.Duration) (ws syscall.WaitStatus, timedOut bool) {
-	if timeout <= 0 {
-		return <-done, false
+// once timeout (if positive) has passed or when cancel (if not nil) closes.
+func waitOrKill(pid int, done <-chan syscall.WaitStatus, timeout time.Duration, cancel <-chan struct{}) (ws syscall.WaitStatus, timedOut bool) {
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
 	select {
 	case ws = <-done:
 		return ws, false
-	case <-t.C:
+	case <-expired:
 		KillGroup(pid, syscall.SIGKILL)
 		return <-done, true
+	case <-cancel:
+		KillGroup(pid, syscall.SIGKILL)
+		return <-done, false
 	}
 }
 

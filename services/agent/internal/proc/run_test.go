@@ -2,6 +2,7 @@ package proc
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"syscall"
@@ -23,7 +24,7 @@ func sh(script string) Spec {
 
 func TestRunCapturesOutputAndExitCode(t *testing.T) {
 	r := newReaper(t)
-	res, err := r.Run(sh("echo out; echo err >&2; exit 7"), nil, 0, 1<<20)
+	res, err := r.Run(context.Background(), sh("echo out; echo err >&2; exit 7"), nil, 0, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +35,7 @@ func TestRunCapturesOutputAndExitCode(t *testing.T) {
 
 func TestRunSignalExitCode(t *testing.T) {
 	r := newReaper(t)
-	res, err := r.Run(sh("kill -TERM $$"), nil, 0, 1<<20)
+	res, err := r.Run(context.Background(), sh("kill -TERM $$"), nil, 0, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestRunSignalExitCode(t *testing.T) {
 
 func TestRunStdin(t *testing.T) {
 	r := newReaper(t)
-	res, err := r.Run(Spec{Argv: []string{"cat"}, Env: os.Environ(), Dir: "/"}, []byte("piped\n"), 0, 1<<20)
+	res, err := r.Run(context.Background(), Spec{Argv: []string{"cat"}, Env: os.Environ(), Dir: "/"}, []byte("piped\n"), 0, 1<<20)
 	if err != nil || string(res.Stdout) != "piped\n" {
 		t.Fatalf("got %+v, %v", res, err)
 	}
@@ -54,7 +55,7 @@ func TestRunStdin(t *testing.T) {
 func TestRunTimeoutKillsGroup(t *testing.T) {
 	r := newReaper(t)
 	start := time.Now()
-	res, err := r.Run(sh("sleep 6001 & sleep 6002"), nil, 300*time.Millisecond, 1<<20)
+	res, err := r.Run(context.Background(), sh("sleep 6001 & sleep 6002"), nil, 300*time.Millisecond, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,22 +66,73 @@ func TestRunTimeoutKillsGroup(t *testing.T) {
 		t.Fatalf("took %s", d)
 	}
 	// The background sleep shared the process group and must be gone.
-	time.Sleep(100 * time.Millisecond)
-	out, _ := os.ReadDir("/proc")
-	for _, e := range out {
+	waitGone(t, "sleep", "6001")
+	waitGone(t, "sleep", "6002")
+}
+
+// A caller that gives up (the worker hung up) takes the whole process
+// group down with it, long before the timeout.
+func TestRunCancelKillsGroup(t *testing.T) {
+	r := newReaper(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Run(ctx, sh("sleep 6011 & sleep 6012"), nil, time.Hour, 1<<20)
+		errc <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !alive("sleep", "6011") || !alive("sleep", "6012") {
+		if time.Now().After(deadline) {
+			t.Fatal("command did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("run after cancel: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	waitGone(t, "sleep", "6011")
+	waitGone(t, "sleep", "6012")
+}
+
+// waitGone fails the test unless the process with argv is gone (SIGKILL
+// takes effect a moment after kill returns) within a few seconds.
+func waitGone(t *testing.T, argv ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(argv...) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v survived the kill of its group", argv)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// alive reports whether a process with exactly this argv exists and is not
+// a zombie waiting to be reaped.
+func alive(argv ...string) bool {
+	want := strings.Join(argv, "\x00") + "\x00"
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
 		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if strings.Contains(string(b), "sleep\x006001") || strings.Contains(string(b), "sleep\x006002") {
-			st, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
-			if !strings.Contains(string(st), ") Z ") {
-				t.Fatalf("process %s survived the timeout: %q", e.Name(), b)
-			}
+		if string(b) != want {
+			continue
+		}
+		if st, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); !strings.Contains(string(st), ") Z ") {
+			return true
 		}
 	}
+	return false
 }
 
 func TestRunCapsOutput(t *testing.T) {
 	r := newReaper(t)
-	res, err := r.Run(sh("head -c 100000 /dev/zero"), nil, 0, 1000)
+	res, err := r.Run(context.Background(), sh("head -c 100000 /dev/zero"), nil, 0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +144,7 @@ func TestRunCapsOutput(t *testing.T) {
 func TestRunBackgroundChildDoesNotHoldAnswer(t *testing.T) {
 	r := newReaper(t)
 	start := time.Now()
-	res, err := r.Run(sh("sleep 5 & echo done"), nil, 0, 1<<20)
+	res, err := r.Run(context.Background(), sh("sleep 5 & echo done"), nil, 0, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +155,7 @@ func TestRunBackgroundChildDoesNotHoldAnswer(t *testing.T) {
 
 func TestRunMissingExecutable(t *testing.T) {
 	r := newReaper(t)
-	if _, err := r.Run(Spec{Argv: []string{"no-such-binary-xyz"}, Env: os.Environ(), Dir: "/"}, nil, 0, 10); err == nil {
+	if _, err := r.Run(context.Background(), Spec{Argv: []string{"no-such-binary-xyz"}, Env: os.Environ(), Dir: "/"}, nil, 0, 10); err == nil {
 		t.Fatal("want error")
 	}
 }

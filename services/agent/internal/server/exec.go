@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -16,9 +15,12 @@ import (
 // maxExecRequest bounds the JSON of one exec request, stdin included.
 const maxExecRequest = 16 << 20
 
+// exec runs a command to completion. The body is read to its end, so that
+// net/http notices when the worker hangs up: the command's process group is
+// then killed instead of running on to its timeout.
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	var req agentapi.ExecRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxExecRequest)).Decode(&req); err != nil {
+	if err := readJSON(w, r, maxExecRequest, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_argument", "invalid exec request: "+err.Error())
 		return
 	}
@@ -31,8 +33,11 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	if maxOut <= 0 {
 		maxOut = agentapi.DefaultMaxOutput
 	}
-	res, err := s.reaper.Run(spec, req.Stdin, time.Duration(req.TimeoutMs)*time.Millisecond, maxOut)
+	res, err := s.reaper.Run(r.Context(), spec, req.Stdin, time.Duration(req.TimeoutMs)*time.Millisecond, maxOut)
 	switch {
+	case r.Context().Err() != nil:
+		s.log.Info("command killed: the worker hung up", "cmd", req.Cmd)
+		return
 	case errors.Is(err, proc.ErrNotFound):
 		// A shell answers 127 for a missing command; argv mode does the same.
 		writeJSON(w, http.StatusOK, api.ProcessResult{ExitCode: 127, Stderr: err.Error() + "\n"})

@@ -54,7 +54,41 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// ServeContent streams from the file and answers Range requests.
+	if r.Header.Get("Range") != "" {
+		w = &rangeErrorWriter{ResponseWriter: w}
+	}
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// rangeErrorWriter turns the plain-text 416 answer of http.ServeContent
+// into the agent's JSON error, so the worker passes on a code.
+type rangeErrorWriter struct {
+	http.ResponseWriter
+	failed bool
+}
+
+func (w *rangeErrorWriter) WriteHeader(status int) {
+	if status != http.StatusRequestedRangeNotSatisfiable {
+		w.ResponseWriter.WriteHeader(status)
+		return
+	}
+	w.failed = true
+	writeError(w.ResponseWriter, status, "range_not_satisfiable", "the requested range is not satisfiable")
+}
+
+func (w *rangeErrorWriter) Write(p []byte) (int, error) {
+	if w.failed {
+		return len(p), nil // ServeContent's text; the JSON is sent
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps the sendfile path of the underlying writer.
+func (w *rangeErrorWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.failed {
+		return io.Copy(io.Discard, r)
+	}
+	return io.Copy(w.ResponseWriter, r)
 }
 
 func (s *Server) writeFile(w http.ResponseWriter, r *http.Request) {

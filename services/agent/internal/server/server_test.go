@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opensandbox/opensandbox/services/agent/internal/proc"
 	"github.com/opensandbox/opensandbox/services/shared/agentapi"
@@ -124,5 +125,57 @@ func TestFiles(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(home, "d"))
 	if len(entries) != 1 {
 		t.Fatalf("leftovers in d: %v", entries)
+	}
+}
+
+// A command whose worker hangs up is killed (its whole process group), not
+// left running to its timeout.
+func TestExecKilledWhenTheWorkerHangsUp(t *testing.T) {
+	srv, _ := newServer(t)
+	b, _ := json.Marshal(agentapi.ExecRequest{Cmd: "sleep 6013 & sleep 6014", Shell: true, TimeoutMs: 20_000})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/exec", bytes.NewReader(b))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitFor(t, 5*time.Second, "command running", func() bool { return sleeping("6013") && sleeping("6014") })
+	cancel()
+	<-done
+	waitFor(t, 5*time.Second, "command killed after the hang-up", func() bool { return !sleeping("6013") && !sleeping("6014") })
+}
+
+// Range reads: one range is a 206 with Content-Range, several a 206
+// multipart/byteranges, an unsatisfiable one a JSON 416 the worker maps.
+func TestReadFileRanges(t *testing.T) {
+	srv, home := newServer(t)
+	os.WriteFile(filepath.Join(home, "f"), []byte("0123456789"), 0o644)
+	get := func(rng string) (*http.Response, []byte) {
+		req, _ := http.NewRequest("GET", srv.URL+"/files?path=f", nil)
+		req.Header.Set("Range", rng)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	resp, body := get("bytes=2-4")
+	if resp.StatusCode != 206 || string(body) != "234" || resp.Header.Get("Content-Range") != "bytes 2-4/10" {
+		t.Fatalf("one range: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Range"), body)
+	}
+	resp, body = get("bytes=0-1,8-9")
+	if resp.StatusCode != 206 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges; boundary=") ||
+		!strings.Contains(string(body), "01") || !strings.Contains(string(body), "89") {
+		t.Fatalf("two ranges: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	resp, body = get("bytes=50-60")
+	var eb api.ErrorBody
+	if resp.StatusCode != 416 || json.Unmarshal(body, &eb) != nil || eb.Code != "range_not_satisfiable" {
+		t.Fatalf("unsatisfiable range: %d %q", resp.StatusCode, body)
 	}
 }
