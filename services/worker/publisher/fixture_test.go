@@ -83,18 +83,28 @@ func newPipeline(t testing.TB) *pipeline {
 	return p
 }
 
-func (p *pipeline) natsURL() string { return "nats://127.0.0.1:" + strconv.Itoa(p.natsPort) }
+// natsURL is the URL of the NATS server with role's credentials: the server
+// knows one user per role, with the production permissions.
+func (p *pipeline) natsURL(role string) string {
+	return natsx.URLFor("nats://127.0.0.1:"+strconv.Itoa(p.natsPort), role, role+"-password")
+}
 
 func (p *pipeline) startNATS() {
-	srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: p.natsPort, StoreDir: p.natsDir})
+	var users []natsx.User
+	for _, role := range natsx.Roles {
+		users = append(users, natsx.User{Name: role, Password: role + "-password", Role: role})
+	}
+	srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: p.natsPort, StoreDir: p.natsDir, Users: users})
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	p.nats = srv
 }
 
-func (p *pipeline) js() jetstream.JetStream {
-	nc, err := natsx.Connect(p.natsURL(), "test")
+// js connects as role: the publisher as a worker, the syncer as the syncer,
+// the tests themselves as the control plane.
+func (p *pipeline) js(role string) jetstream.JetStream {
+	nc, err := natsx.Connect(p.natsURL(role), "test-"+role, natsx.As(role))
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -107,13 +117,14 @@ func (p *pipeline) js() jetstream.JetStream {
 }
 
 func (p *pipeline) startPublisher() {
-	js := p.js()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := natsx.EnsureEventStream(ctx, quietLog(), js, p.stream); err != nil {
+	// A worker may not create the stream: the control plane (or the
+	// syncer) does.
+	if _, err := natsx.EnsureEventStream(ctx, quietLog(), p.js(natsx.RoleControlPlane), p.stream); err != nil {
 		p.t.Fatal(err)
 	}
-	pub, err := New(quietLog(), js, Config{DataDir: p.dataDir, Subject: natsx.EventSubject("test", "w1"), AckWait: 3 * time.Second, Stream: p.stream}, NewMetrics(prometheus.NewRegistry()))
+	pub, err := New(quietLog(), p.js(natsx.RoleWorker), Config{DataDir: p.dataDir, Subject: natsx.EventSubject("test", "w1"), AckWait: 3 * time.Second, Stream: p.stream}, NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -136,7 +147,7 @@ func (p *pipeline) startSyncer() {
 	cfg.MaxBackoff = 500 * time.Millisecond
 	cfg.MaxTries = 3
 	cfg.Stream = p.stream
-	p.syncer = syncer.New(quietLog(), p.js(), p.pool, cfg, syncer.NewMetrics(prometheus.NewRegistry()))
+	p.syncer = syncer.New(quietLog(), p.js(natsx.RoleSyncer), p.pool, cfg, syncer.NewMetrics(prometheus.NewRegistry()))
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopSync, p.syncDone = cancel, make(chan struct{})
 	go func() { defer close(p.syncDone); p.syncer.Run(ctx) }()

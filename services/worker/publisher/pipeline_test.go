@@ -119,7 +119,7 @@ func TestPipelinePublisherStoppedMidPublishAndRestarted(t *testing.T) {
 func TestPipelineSameMessageTwiceAndPoison(t *testing.T) {
 	p := newPipeline(t)
 	p.startSyncer()
-	js := p.js()
+	js := p.js(natsx.RoleControlPlane)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ev := events.Event{ID: events.NewID(), Type: events.TypeCommand, SandboxID: "dup", WorkerID: "w1", Region: "test", Time: time.Now().UTC(),
@@ -172,7 +172,7 @@ func TestPipelineFullStreamKeepsEventsInSQLite(t *testing.T) {
 	p.stream = natsx.ConsumedStream(64 << 10) // a couple of hundred command events
 	p.startPublisher()
 	burst(p, 2, 1000, 0)
-	js := p.js()
+	js := p.js(natsx.RoleControlPlane)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, natsx.EventsStream)
@@ -250,7 +250,7 @@ func TestPipelineSyncerKilledMidBatch(t *testing.T) {
 	bin := buildSyncer(t)
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+p.dsn, "NATS_URL="+p.natsURL(), "OPENSANDBOX_SYNCER_PORT=0", "OPENSANDBOX_SYNC_BATCH=500", "OPENSANDBOX_LOG_LEVEL=error")
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+p.dsn, "NATS_URL="+p.natsURL(natsx.RoleSyncer), "OPENSANDBOX_SYNCER_PORT=0", "OPENSANDBOX_SYNC_BATCH=500", "OPENSANDBOX_LOG_LEVEL=error")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
