@@ -22,6 +22,10 @@ const (
 	KindQuota                       // 429
 	KindUnavailable                 // 503: no capacity, dependency down
 	KindTimeout                     // 504
+	KindRange                       // 416: a byte range outside the file
+	KindNoSpace                     // 507: the sandbox's disk is full
+
+	kindEnd // after the last kind
 )
 
 // Error is an error with a kind, a stable machine-readable code and a message
@@ -127,6 +131,10 @@ func (k Kind) HTTPStatus() int {
 		return http.StatusServiceUnavailable
 	case KindTimeout:
 		return http.StatusGatewayTimeout
+	case KindRange:
+		return http.StatusRequestedRangeNotSatisfiable
+	case KindNoSpace:
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
 	}
@@ -135,7 +143,7 @@ func (k Kind) HTTPStatus() int {
 // FromHTTP rebuilds an error from a status and the JSON body of another service.
 func FromHTTP(status int, code, message string) *Error {
 	kind := KindInternal
-	for k := KindInternal; k <= KindTimeout; k++ {
+	for k := KindInternal; k < kindEnd; k++ {
 		if k.HTTPStatus() == status {
 			kind = k
 			break

@@ -150,7 +150,9 @@ func (c *Client) Exec(ctx context.Context, req agentapi.ExecRequest) (api.Proces
 type File struct {
 	Body         io.ReadCloser
 	Size         int64  // -1 when unknown
-	ContentRange string // set for a 206 answer
+	Partial      bool   // a 206 answer to a Range request
+	ContentType  string // application/octet-stream, or multipart/byteranges for several ranges
+	ContentRange string // set for a 206 answer with a single range
 	Mode         string
 }
 
@@ -164,7 +166,10 @@ func (c *Client) ReadFile(ctx context.Context, path, rangeHdr string) (*File, er
 	if err != nil {
 		return nil, err
 	}
-	return &File{Body: resp.Body, Size: resp.ContentLength, ContentRange: resp.Header.Get("Content-Range"), Mode: resp.Header.Get("X-File-Mode")}, nil
+	return &File{
+		Body: resp.Body, Size: resp.ContentLength, Partial: resp.StatusCode == http.StatusPartialContent,
+		ContentType: resp.Header.Get("Content-Type"), ContentRange: resp.Header.Get("Content-Range"), Mode: resp.Header.Get("X-File-Mode"),
+	}, nil
 }
 
 // WriteFile streams r into path; size may be -1.
