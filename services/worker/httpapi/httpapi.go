@@ -171,7 +171,13 @@ func (h *Handlers) exec(c *fiber.Ctx) error {
 	if done, err := h.runInteractive(c, id, p); done {
 		return err
 	}
-	res, err := h.sb.Exec(c.UserContext(), id, p)
+	// A client that hangs up cancels the command (the agent kills it)
+	// rather than leaving it to run to its timeout.
+	ctx, cancel := context.WithCancel(c.UserContext())
+	defer cancel()
+	stop := watchHangup(c.Context().Conn(), cancel)
+	defer stop()
+	res, err := h.sb.Exec(ctx, id, p)
 	if err != nil {
 		return err
 	}
@@ -201,13 +207,21 @@ func (h *Handlers) readFile(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	c.Set(fiber.HeaderContentType, fiber.MIMEOctetStream)
+	// The agent's type is passed on: several ranges come as
+	// multipart/byteranges with the boundary in the type.
+	ctype := f.ContentType
+	if ctype == "" {
+		ctype = fiber.MIMEOctetStream
+	}
+	c.Set(fiber.HeaderContentType, ctype)
 	c.Set(fiber.HeaderAcceptRanges, "bytes")
 	if f.Mode != "" {
 		c.Set("X-File-Mode", f.Mode)
 	}
 	if f.ContentRange != "" {
 		c.Set(fiber.HeaderContentRange, f.ContentRange)
+	}
+	if f.Partial {
 		c.Status(fiber.StatusPartialContent)
 	}
 	size := int(f.Size)

@@ -34,8 +34,11 @@ func (h *Handlers) createPTY(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	// The body is optional. c.Body() would read a streamed (chunked) body
+	// whole into memory; ReadJSON is bounded. Content-Length is -1 when
+	// chunked, 0 when there is no body.
 	var cfg api.PTYConfig
-	if len(c.Body()) > 0 || c.Request().Header.ContentLength() > 0 {
+	if c.Request().Header.ContentLength() != 0 {
 		if err := httpx.ReadJSON(c, &cfg); err != nil {
 			return err
 		}

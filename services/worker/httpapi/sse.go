@@ -14,8 +14,8 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/api"
 )
 
-// hangupPoll is how often an SSE stream checks that its client is still
-// there while nothing is sent; a streamed run dies with its client.
+// hangupPoll is how often a long answer (an SSE stream, a plain command)
+// checks that its client is still there; a run dies with its client.
 const hangupPoll = 250 * time.Millisecond
 
 // sseSource produces the events of one stream. next returns the event's
@@ -93,10 +93,11 @@ func writeEvent(w *bufio.Writer, typ string, body any) error {
 	return err
 }
 
-// watchHangup calls onHangup once the peer of conn has closed it. While an
-// SSE stream is written nobody reads the connection, so peeking at it
-// consumes nothing; an orderly close reads as zero bytes. It returns a
-// function that stops watching.
+// watchHangup calls onHangup once the peer of conn has closed it. Once the
+// request is read, nobody reads the connection until the answer is sent
+// (an SSE stream, a command running), so peeking at it consumes nothing; an
+// orderly close reads as zero bytes. It returns a function that stops
+// watching.
 func watchHangup(conn net.Conn, onHangup func()) (stop func()) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {

@@ -50,6 +50,7 @@ type Config struct {
 	DefaultExecTimeout time.Duration
 	MaxExecTimeout     time.Duration
 	MaxOutput          int           // bytes kept per output stream
+	MaxExecs           int           // plain commands running at once in one sandbox; more get 429
 	AgentReadyTimeout  time.Duration // how long a new sandbox's agent may take to answer
 
 	// ReconcileInterval is how often the manager compares its sandboxes with
@@ -82,6 +83,7 @@ func DefaultConfig() Config {
 		DefaultExecTimeout: 60 * time.Second,
 		MaxExecTimeout:     24 * time.Hour,
 		MaxOutput:          10 << 20,
+		MaxExecs:           16,
 		AgentReadyTimeout:  15 * time.Second,
 		ReconcileInterval:  5 * time.Second,
 	}
@@ -106,6 +108,8 @@ func (c Config) Validate() error {
 		return errors.New("capacity must be positive")
 	case c.PullTimeout <= 0:
 		return errors.New("pull timeout must be positive")
+	case c.MaxExecs <= 0:
+		return errors.New("max execs must be positive")
 	case c.ReconcileInterval <= 0:
 		return errors.New("reconcile interval must be positive")
 	}

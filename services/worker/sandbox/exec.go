@@ -49,7 +49,9 @@ func (m *Manager) execRequest(p api.ProcessConfig, defaultTimeout time.Duration)
 	return req, nil
 }
 
-// Exec runs a command to completion and logs it.
+// Exec runs a command to completion and logs it. At most Config.MaxExecs
+// run at once in a sandbox (their output is held in memory until the end);
+// more are refused with 429 too_many_commands. Ending ctx kills the command.
 func (m *Manager) Exec(ctx context.Context, id string, p api.ProcessConfig) (api.ProcessResult, error) {
 	b, err := m.get(id)
 	if err != nil {
@@ -58,6 +60,13 @@ func (m *Manager) Exec(ctx context.Context, id string, p api.ProcessConfig) (api
 	req, err := m.execRequest(p, m.cfg.DefaultExecTimeout)
 	if err != nil {
 		return api.ProcessResult{}, err
+	}
+	select {
+	case b.execs <- struct{}{}:
+		defer func() { <-b.execs }()
+	default:
+		return api.ProcessResult{}, errs.New(errs.KindQuota, "too_many_commands",
+			"%d commands are already running in this sandbox; wait for one to finish or run it in the background", m.cfg.MaxExecs)
 	}
 	start := time.Now()
 	res, err := b.agent.Exec(ctx, req)

@@ -58,6 +58,7 @@ type box struct {
 	dir   string
 	agent *agentclient.Client
 	timer *time.Timer
+	execs chan struct{} // a slot per plain command running (Config.MaxExecs)
 
 	dbMu   sync.RWMutex // writers hold RLock; destroy takes Lock to close
 	db     *sandboxdb.DB
@@ -74,7 +75,7 @@ type box struct {
 
 // newBox returns a box whose context is a child of the manager's.
 func (m *Manager) newBox(info api.Sandbox, orgID, dir string) *box {
-	b := &box{info: info, orgID: orgID, dir: dir, ptys: map[string]time.Time{}}
+	b := &box{info: info, orgID: orgID, dir: dir, ptys: map[string]time.Time{}, execs: make(chan struct{}, m.cfg.MaxExecs)}
 	b.ctx, b.cancel = context.WithCancel(m.ctx)
 	return b
 }
