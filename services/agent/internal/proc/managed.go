@@ -132,9 +132,19 @@ type Follower struct {
 	preferErr      bool
 }
 
-// Follow returns a follower from the oldest kept output (replay) or from now.
+// Follow returns a follower from the oldest kept output (replay) or from
+// now. The process waits for it: a follower that stops reading stops the
+// process's output (its pipes fill). Only the owner of a streamed run
+// follows; anybody else observes.
 func (p *Process) Follow(replay bool) *Follower {
 	return &Follower{p: p, out: p.Stdout.NewReader(replay), err: p.Stderr.NewReader(replay)}
+}
+
+// Observe returns a follower from the oldest kept output that the process
+// never waits for: once it falls more than ReplayBytes behind on a stream,
+// Next fails with ringbuf.ErrLagged.
+func (p *Process) Observe() *Follower {
+	return &Follower{p: p, out: p.Stdout.NewObserver(true), err: p.Stderr.NewObserver(true)}
 }
 
 // Close stops following; the process no longer waits for this reader.

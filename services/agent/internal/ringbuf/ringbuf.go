@@ -5,6 +5,9 @@
 // dropped as new ones arrive (scrollback). A follower's unread bytes are
 // never dropped: the writer waits for the slowest follower instead, so a
 // connected client sees every byte in order and memory stays bounded.
+// An observer is a follower the writer never waits for: once it falls more
+// than Max bytes behind it is dropped, and its next read fails with
+// ErrLagged.
 package ringbuf
 
 import (
@@ -22,6 +25,10 @@ var ErrClosed = errors.New("ringbuf: closed")
 
 // ErrDetached is returned by Reader.Read after the reader was closed.
 var ErrDetached = errors.New("ringbuf: reader closed")
+
+// ErrLagged is returned by an observer's Read once it fell so far behind
+// that bytes it had not read were dropped.
+var ErrLagged = errors.New("ringbuf: reader fell behind and was dropped")
 
 // Buffer is a bounded, followable byte log. Offsets count every byte ever
 // written, so a reader's position survives the dropping of old bytes.
@@ -70,6 +77,7 @@ func (b *Buffer) Write(p []byte) (int, error) {
 		p = p[n:]
 		written += n
 		b.trim()
+		b.dropLagging()
 		b.broadcast()
 	}
 	return written, nil
@@ -102,13 +110,27 @@ func (b *Buffer) Written() int64 {
 	return b.end
 }
 
-// slowest returns the smallest unread offset of any reader; b.mu held.
+// slowest returns the smallest unread offset of any reader the writer
+// waits for (observers excluded); b.mu held.
 func (b *Buffer) slowest() int64 {
 	s := b.end
 	for r := range b.readers {
-		s = min(s, r.off)
+		if !r.observer {
+			s = min(s, r.off)
+		}
 	}
 	return s
+}
+
+// dropLagging detaches the observers whose unread bytes were trimmed; b.mu
+// held. Their next Read fails with ErrLagged.
+func (b *Buffer) dropLagging() {
+	for r := range b.readers {
+		if r.observer && r.off < b.start {
+			r.lagged = true
+			delete(b.readers, r)
+		}
+	}
 }
 
 func (b *Buffer) append(p []byte) {
@@ -157,20 +179,33 @@ func (b *Buffer) readAt(off int64, p []byte) int {
 	return n
 }
 
-// Reader follows a Buffer from a position. Its unread bytes are kept until
-// it reads them or is closed.
+// Reader follows a Buffer from a position. A follower's unread bytes are
+// kept until it reads them or is closed; an observer's only while it is
+// less than Max bytes behind.
 type Reader struct {
-	b      *Buffer
-	off    int64
-	closed bool
+	b        *Buffer
+	off      int64
+	closed   bool
+	observer bool // the writer does not wait for it
+	lagged   bool // an observer dropped for falling behind
 }
 
-// NewReader starts a reader at the oldest kept byte (replay) or at the end
-// (live only).
+// NewReader starts a follower at the oldest kept byte (replay) or at the
+// end (live only). The writer waits for it.
 func (b *Buffer) NewReader(replay bool) *Reader {
+	return b.newReader(replay, false)
+}
+
+// NewObserver starts an observer, which the writer never waits for, at the
+// oldest kept byte (replay) or at the end.
+func (b *Buffer) NewObserver(replay bool) *Reader {
+	return b.newReader(replay, true)
+}
+
+func (b *Buffer) newReader(replay, observer bool) *Reader {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	r := &Reader{b: b, off: b.end}
+	r := &Reader{b: b, off: b.end, observer: observer}
 	if replay {
 		r.off = b.start
 	}
@@ -186,6 +221,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	if r.closed {
 		return 0, ErrDetached
+	}
+	if r.lagged {
+		return 0, ErrLagged
 	}
 	if r.off < b.start { // cannot happen while registered; kept as a guard
 		r.off = b.start

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -129,5 +130,69 @@ func TestReadContextHonoursCancel(t *testing.T) {
 	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
 	if _, err := r.ReadContext(ctx, make([]byte, 4)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// An observer never holds the writer: one that stops reading is dropped
+// once it falls more than max behind, and learns it on its next read. A
+// follower still gets every byte.
+func TestStalledObserverIsDroppedNotWaitedFor(t *testing.T) {
+	b := New(64)
+	stalled := b.NewObserver(true)
+	keeping := b.NewObserver(true)
+	follower := b.NewReader(true)
+	// The writer reads the observer that keeps up after each byte; the
+	// follower is read here.
+	var got []byte
+	errc := make(chan error, 1)
+	go func() {
+		defer b.Close()
+		buf := make([]byte, 1000)
+		for i := range 1000 {
+			if _, err := b.Write([]byte{byte(i)}); err != nil {
+				errc <- err
+				return
+			}
+			n, err := keeping.Read(buf)
+			if err != nil {
+				errc <- fmt.Errorf("observer that keeps up: %w", err)
+				return
+			}
+			got = append(got, buf[:n]...)
+		}
+		errc <- nil
+	}()
+	if followed := readAll(t, follower); len(followed) != 1000 {
+		t.Fatalf("follower got %d bytes", len(followed))
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stalled.Read(make([]byte, 10)); !errors.Is(err, ErrLagged) {
+		t.Fatalf("stalled observer read: %v, want ErrLagged", err)
+	}
+	if rest := readAll(t, keeping); len(got)+len(rest) != 1000 {
+		t.Fatalf("observer that kept up got %d bytes", len(got)+len(rest))
+	}
+}
+
+// With only a stalled observer the writer never blocks.
+func TestWriteDoesNotWaitForObservers(t *testing.T) {
+	b := New(64)
+	r := b.NewObserver(false)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Write(bytes.Repeat([]byte("x"), 10_000))
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("write blocked on an observer")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.ReadContext(ctx, make([]byte, 10)); !errors.Is(err, ErrLagged) {
+		t.Fatalf("read: %v, want ErrLagged", err)
 	}
 }

@@ -174,18 +174,18 @@ func TestBackgroundProcessStdinReplayAndSignals(t *testing.T) {
 	}
 
 	// Signals by name reach the process group.
-	resp = postJSON(t, srv, "/processes", agentapi.StartRequest{ExecRequest: agentapi.ExecRequest{Cmd: "trap 'echo got-term; exit 9' TERM; sleep 6004 & wait", Shell: true}})
+	resp = postJSON(t, srv, "/processes", agentapi.StartRequest{ExecRequest: agentapi.ExecRequest{Cmd: "trap 'echo got-term; exit 9' TERM; echo ready; sleep 6004 & wait", Shell: true}})
 	json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	base = fmt.Sprintf("%s/processes/%d", srv.URL, st.PID)
-	time.Sleep(100 * time.Millisecond) // let the shell install its trap
+	waitStdout(t, base, "ready\n") // the trap is in place
 	if r := postJSON(t, srv, fmt.Sprintf("/processes/%d/signal", st.PID), api.SignalRequest{Signal: "SIGTERM"}); r.StatusCode != 204 {
 		t.Fatalf("signal: %d", r.StatusCode)
 	}
 	r, _ = http.Get(base + "/stream")
 	_, stdout, _, exit, _ = collect(t, r.Body)
 	r.Body.Close()
-	if stdout != "got-term\n" || exit.ExitCode != 9 {
+	if stdout != "ready\ngot-term\n" || exit.ExitCode != 9 {
 		t.Fatalf("after SIGTERM: %q %+v", stdout, exit)
 	}
 	if r := postJSON(t, srv, "/processes/999999/signal", api.SignalRequest{Signal: "TERM"}); r.StatusCode != 404 {
@@ -193,6 +193,31 @@ func TestBackgroundProcessStdinReplayAndSignals(t *testing.T) {
 	}
 	if r := postJSON(t, srv, fmt.Sprintf("/processes/%d/signal", st.PID), api.SignalRequest{Signal: "SIGBOGUS"}); r.StatusCode != 400 {
 		t.Fatalf("bad signal: %d", r.StatusCode)
+	}
+}
+
+// waitStdout follows the process at base (its URL) until its stdout
+// contains want.
+func waitStdout(t *testing.T, base, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/stream", nil)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	fr := agentapi.NewFrameReader(r.Body)
+	var out strings.Builder
+	for !strings.Contains(out.String(), want) {
+		typ, p, err := fr.Next()
+		if err != nil || typ == agentapi.FrameExit {
+			t.Fatalf("waiting for %q: %v; stdout %q", want, err, out.String())
+		}
+		if typ == agentapi.FrameStdout {
+			out.Write(p)
+		}
 	}
 }
 
@@ -277,16 +302,18 @@ func TestPTYSession(t *testing.T) {
 	c.send(t, "stty size\n")
 	c.until(t, "20 90")
 
-	// Ctrl-C interrupts the foreground job, the shell lives on.
+	// Ctrl-C interrupts the foreground job (once it runs), the shell lives
+	// on and reports the job killed by SIGINT.
 	c.send(t, "sleep 6005\n")
-	time.Sleep(200 * time.Millisecond)
+	waitFor(t, 5*time.Second, "sleep running", func() bool { return sleeping("6005") })
 	c.send(t, "\x03")
-	c.send(t, "echo after-$((40+2))\n")
-	c.until(t, "after-42")
+	c.send(t, "echo after-$?-$((40+2))\n")
+	c.until(t, "after-130-42")
+	waitFor(t, 5*time.Second, "sleep interrupted", func() bool { return !sleeping("6005") })
 
 	// A second attach replaces the first and replays the scrollback.
 	c2 := attach(t, srv, info.ID)
-	c2.until(t, "after-42")
+	c2.until(t, "after-130-42")
 	for {
 		if _, _, err := c.fr.Next(); err != nil {
 			break // the replaced connection is closed
@@ -432,5 +459,46 @@ func TestWatchEventsAndRelease(t *testing.T) {
 	})
 	if r, _ := http.Get(srv.URL + "/files/watch?path=/no/such/dir"); r.StatusCode != 404 {
 		t.Fatalf("missing path: %d", r.StatusCode)
+	}
+}
+
+// A client connected to a background process that stops reading does not
+// stop the process: it is dropped once it falls behind, and its stream
+// ends with an error frame.
+func TestStalledStreamDoesNotHoldTheProcess(t *testing.T) {
+	srv, _ := newServer(t)
+	resp := postJSON(t, srv, "/processes", agentapi.StartRequest{
+		ExecRequest: agentapi.ExecRequest{Cmd: "read go; head -c 67108864 /dev/zero", Shell: true}, KeepStdin: true,
+	})
+	var st agentapi.Started
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	base := fmt.Sprintf("%s/processes/%d", srv.URL, st.PID)
+	stalled, err := http.Get(base + "/stream") // connected before any output, then never read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Body.Close()
+	if r, err := http.Post(base+"/stdin", "application/octet-stream", strings.NewReader("go\n")); err != nil || r.StatusCode != 204 {
+		t.Fatalf("stdin: %v %v", err, r)
+	}
+	waitFor(t, 20*time.Second, "process done while a stream stalls", func() bool { return !running(t, srv, st.PID) })
+
+	fr := agentapi.NewFrameReader(stalled.Body)
+	for {
+		typ, p, err := fr.Next()
+		if err != nil {
+			t.Fatalf("stalled stream ended without an error frame: %v", err)
+		}
+		if typ == agentapi.FrameExit {
+			t.Fatal("stalled stream got every byte: the process waited for it")
+		}
+		if typ == agentapi.FrameError {
+			var eb api.ErrorBody
+			if json.Unmarshal(p, &eb); eb.Code != "stream_lagged" {
+				t.Fatalf("error frame %s", p)
+			}
+			return
+		}
 	}
 }

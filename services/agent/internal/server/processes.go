@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/agent/internal/proc"
+	"github.com/opensandbox/opensandbox/services/agent/internal/ringbuf"
 	"github.com/opensandbox/opensandbox/services/shared/agentapi"
 	"github.com/opensandbox/opensandbox/services/shared/api"
 )
@@ -70,7 +72,7 @@ func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 	fs := startFrames(w)
-	if fs.sendJSON(agentapi.FrameStart, agentapi.Started{PID: p.PID}) != nil || !s.follow(r.Context(), fs, p, f) {
+	if fs.sendJSON(agentapi.FrameStart, agentapi.Started{PID: p.PID}) != nil || s.follow(r.Context(), fs, p, f) != nil {
 		// The worker went away before the process ended: a streamed run
 		// lives only as long as its stream.
 		p.Kill()
@@ -78,32 +80,43 @@ func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// follow copies a process's output into frames until it exits, and
-// reports whether the stream got to the end.
-func (s *Server) follow(ctx context.Context, fs *frameStream, p *proc.Process, f *proc.Follower) bool {
+// follow copies a process's output into frames until it exits; it
+// returns nil once the Exit frame is sent. An observer that fell too far
+// behind gets an Error frame (code stream_lagged) as its last frame.
+func (s *Server) follow(ctx context.Context, fs *frameStream, p *proc.Process, f *proc.Follower) error {
 	buf := make([]byte, 32<<10)
 	for {
 		stream, n, err := f.Next(fs.poll, buf)
 		if errors.Is(err, context.Canceled) {
 			// Nothing at hand: send what is buffered, then wait.
-			if fs.flush() != nil {
-				return false
+			if err := fs.flush(); err != nil {
+				return err
 			}
 			stream, n, err = s.nextWithKeepalive(ctx, fs, f, buf)
 		}
 		if err == io.EOF {
 			code, timedOut := p.Exit()
-			return fs.sendJSON(agentapi.FrameExit, agentapi.Exit{ExitCode: code, TimedOut: timedOut}) == nil && fs.flush() == nil
+			if err := fs.sendJSON(agentapi.FrameExit, agentapi.Exit{ExitCode: code, TimedOut: timedOut}); err != nil {
+				return err
+			}
+			return fs.flush()
+		}
+		if errors.Is(err, ringbuf.ErrLagged) {
+			s.log.Info("process stream dropped: its reader fell behind", "pid", p.PID)
+			fs.sendJSON(agentapi.FrameError, api.ErrorBody{Code: "stream_lagged",
+				Error: fmt.Sprintf("the stream fell more than %d bytes behind the process's output and was dropped; connect again to resume from the kept output", proc.ReplayBytes)})
+			fs.flush()
+			return err
 		}
 		if err != nil {
-			return false
+			return err
 		}
 		typ := agentapi.FrameStdout
 		if stream == 2 {
 			typ = agentapi.FrameStderr
 		}
-		if fs.send(typ, buf[:n]) != nil {
-			return false
+		if err := fs.send(typ, buf[:n]); err != nil {
+			return err
 		}
 	}
 }
@@ -156,7 +169,8 @@ func (s *Server) streamProcess(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	f := p.Follow(true)
+	// A connected client observes: the process never waits for it.
+	f := p.Observe()
 	defer f.Close()
 	s.follow(r.Context(), startFrames(w), p, f)
 }
