@@ -502,3 +502,41 @@ func TestStalledStreamDoesNotHoldTheProcess(t *testing.T) {
 		}
 	}
 }
+
+// One sandbox cannot use up the host's inotify instances: beyond
+// maxWatches at once the agent answers 429, and a watch that ends frees
+// its place.
+func TestWatchesAreCapped(t *testing.T) {
+	srv, home := newServer(t)
+	open := func() (*http.Response, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/files/watch?path="+home, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cancel(); resp.Body.Close() })
+		return resp, cancel
+	}
+	var first context.CancelFunc
+	for i := range maxWatches {
+		resp, cancel := open()
+		if resp.StatusCode != 200 {
+			t.Fatalf("watch %d: %d", i+1, resp.StatusCode)
+		}
+		if i == 0 {
+			first = cancel
+		}
+	}
+	resp, _ := open()
+	var eb api.ErrorBody
+	if json.NewDecoder(resp.Body).Decode(&eb); resp.StatusCode != 429 || eb.Code != "too_many_watches" {
+		t.Fatalf("watch over the cap: %d %+v", resp.StatusCode, eb)
+	}
+	first()
+	waitFor(t, 5*time.Second, "a place freed", func() bool {
+		resp, cancel := open()
+		defer cancel()
+		return resp.StatusCode == 200
+	})
+}

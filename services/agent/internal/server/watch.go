@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"time"
@@ -10,6 +11,12 @@ import (
 	"github.com/opensandbox/opensandbox/services/agent/internal/watch"
 	"github.com/opensandbox/opensandbox/services/shared/agentapi"
 )
+
+// maxWatches bounds the file watches of one agent. Each holds an inotify
+// instance, and those count against a per-user limit of the host kernel
+// (fs.inotify.max_user_instances, 128 by default) that every sandbox
+// running as root shares.
+const maxWatches = 32
 
 // watchFiles streams file system events under a path until the worker
 // hangs up; the inotify instance, and with it every kernel watch, is
@@ -19,6 +26,12 @@ func (s *Server) watchFiles(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.watches.Add(1) > maxWatches {
+		s.watches.Add(-1)
+		writeError(w, http.StatusTooManyRequests, "too_many_watches", fmt.Sprintf("at most %d file watches at once in a sandbox", maxWatches))
+		return
+	}
+	defer s.watches.Add(-1)
 	rec := r.URL.Query().Get("recursive")
 	wt, err := watch.New(path, rec == "true" || rec == "1")
 	if errors.Is(err, watch.ErrTooManyDirs) {
@@ -30,8 +43,6 @@ func (s *Server) watchFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer wt.Close()
-	s.watches.Add(1)
-	defer s.watches.Add(-1)
 	stop := context.AfterFunc(r.Context(), func() { wt.Close() })
 	defer stop()
 
