@@ -89,6 +89,20 @@ func openTerm(t *testing.T, s *stack, id, session string) *term {
 	return &term{t: t, ws: ws}
 }
 
+// sandboxRuns reports whether a process whose command line starts with
+// args runs in the sandbox.
+func sandboxRuns(t *testing.T, s *stack, id, args string) bool {
+	t.Helper()
+	var res api.ProcessResult
+	s.json(t, "POST", "/sandboxes/"+id+"/commands", api.ProcessConfig{Cmd: "ps -o args"}, 200, &res)
+	for _, line := range strings.Split(res.Stdout, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), args) {
+			return true
+		}
+	}
+	return false
+}
+
 func createPTY(t *testing.T, s *stack, id string, cfg api.PTYConfig) string {
 	t.Helper()
 	var ps api.PTYSession
@@ -125,15 +139,15 @@ func TestPTYSession(t *testing.T) {
 	c.send("stty size\n")
 	c.until("20 90")
 
-	// Ctrl-C interrupts a sleep; the shell lives on.
-	start := time.Now()
-	c.send("sleep 6201; echo slept-$((1+1))\n")
-	time.Sleep(300 * time.Millisecond)
+	// Ctrl-C interrupts a running sleep; the shell lives on and reports
+	// the job killed by SIGINT (130).
+	c.send("sleep 6201\n")
+	eventually(t, 10*time.Second, "sleep running", func() bool { return sandboxRuns(t, s, id, "sleep 6201") })
 	c.send("\x03")
-	c.send("echo after-$((3*3))\n")
-	c.until("after-9")
-	if time.Since(start) > 10*time.Second {
-		t.Fatal("sleep was not interrupted")
+	c.send("echo after-$?-$((3*3))\n")
+	c.until("after-130-9")
+	if sandboxRuns(t, s, id, "sleep 6201") {
+		t.Fatal("sleep still running after Ctrl-C")
 	}
 
 	c.send("exit 3\n")
