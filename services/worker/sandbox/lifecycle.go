@@ -270,8 +270,8 @@ func (m *Manager) destroyIf(ctx context.Context, id, reason, detail string, cond
 	defer m.destroying.Done()
 	m.metrics.Active.Dec()
 	m.metrics.Destroyed.WithLabelValues(reason).Inc()
-	// The agent is still up: ask it how the open terminals stand, so
-	// their rows end with real byte counts.
+	// The agent is still up (unless its container died): ask it how the
+	// open terminals stand, so their rows end with real byte counts.
 	m.endPTYs(ctx, b)
 	b.cancel()
 	b.agent.Close()
