@@ -174,11 +174,11 @@ func TestBackgroundProcessStdinReplayAndSignals(t *testing.T) {
 	}
 
 	// Signals by name reach the process group.
-	resp = postJSON(t, srv, "/processes", agentapi.StartRequest{ExecRequest: agentapi.ExecRequest{Cmd: "trap 'echo got-term; exit 9' TERM; echo ready; sleep 6004 & wait", Shell: true}})
+	resp = postJSON(t, srv, "/processes", agentapi.StartRequest{ExecRequest: agentapi.ExecRequest{Cmd: "trap 'echo got-term; exit 9' TERM; sleep 6004 & echo ready; wait", Shell: true}})
 	json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	base = fmt.Sprintf("%s/processes/%d", srv.URL, st.PID)
-	waitStdout(t, base, "ready\n") // the trap is in place
+	waitStdout(t, base, "ready\n") // the trap is in place and the sleep started
 	if r := postJSON(t, srv, fmt.Sprintf("/processes/%d/signal", st.PID), api.SignalRequest{Signal: "SIGTERM"}); r.StatusCode != 204 {
 		t.Fatalf("signal: %d", r.StatusCode)
 	}
@@ -188,6 +188,7 @@ func TestBackgroundProcessStdinReplayAndSignals(t *testing.T) {
 	if stdout != "ready\ngot-term\n" || exit.ExitCode != 9 {
 		t.Fatalf("after SIGTERM: %q %+v", stdout, exit)
 	}
+	waitFor(t, 5*time.Second, "the group's background sleep got SIGTERM too", func() bool { return !sleeping("6004") })
 	if r := postJSON(t, srv, "/processes/999999/signal", api.SignalRequest{Signal: "TERM"}); r.StatusCode != 404 {
 		t.Fatalf("unknown pid: %d", r.StatusCode)
 	}
