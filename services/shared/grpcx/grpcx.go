@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,10 @@ var kindCodes = []struct {
 	{errs.KindUnavailable, codes.Unavailable},
 	{errs.KindTimeout, codes.DeadlineExceeded},
 	{errs.KindTimeout, codes.Canceled},
+	// Below the kinds that share a code with one above: the detail's HTTP
+	// status tells them apart (see FromStatus).
+	{errs.KindRange, codes.OutOfRange},
+	{errs.KindNoSpace, codes.ResourceExhausted},
 }
 
 // Code maps an error kind to its gRPC code.
@@ -80,7 +85,9 @@ func ToStatus(err error) error {
 	}
 	e := errs.As(err)
 	st := status.New(Code(e.Kind), e.Message)
-	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Code, Domain: errorDomain}); derr == nil {
+	info := &errdetails.ErrorInfo{Reason: e.Code, Domain: errorDomain,
+		Metadata: map[string]string{"http_status": strconv.Itoa(e.Kind.HTTPStatus())}}
+	if d, derr := st.WithDetails(info); derr == nil {
 		st = d
 	}
 	return st.Err()
@@ -102,12 +109,15 @@ func FromStatus(err error) error {
 		return errs.Unavailable("worker_unreachable", "worker unreachable").WithCause(err)
 	}
 	code := ""
+	kind := kindOf(st.Code())
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == errorDomain {
 			code = info.Reason
+			if hs, err := strconv.Atoi(info.Metadata["http_status"]); err == nil {
+				kind = errs.FromHTTP(hs, code, "").Kind
+			}
 		}
 	}
-	kind := kindOf(st.Code())
 	if code == "" {
 		switch st.Code() {
 		case codes.Unavailable:

@@ -25,6 +25,9 @@ func TestStatusRoundTrip(t *testing.T) {
 		errs.Unavailable("worker_full", "worker is at capacity"),
 		errs.New(errs.KindQuota, "quota_exceeded", "concurrent sandbox limit reached"),
 		errs.New(errs.KindTimeout, "canceled", "request canceled"),
+		errs.New(errs.KindRange, "range_not_satisfiable", "range not satisfiable"),
+		errs.New(errs.KindNoSpace, "no_space", "no space left on device"),
+		errs.New(errs.KindTooLarge, "body_too_large", "too large"),
 	} {
 		back := errs.As(FromStatus(ToStatus(e.WithCause(errors.New("secret detail")))))
 		if back.Kind != e.Kind || back.Code != e.Code || back.Message != e.Message {
