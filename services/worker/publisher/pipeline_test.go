@@ -284,7 +284,7 @@ var (
 	syncerErr  error
 )
 
-func buildSyncer(t *testing.T) string {
+func buildSyncer(t testing.TB) string {
 	syncerOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "osb-syncer-")
 		if err != nil {
