@@ -1,13 +1,19 @@
 package sandbox
 
-import "github.com/opensandbox/opensandbox/services/shared/config"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"path/filepath"
+
+	"github.com/opensandbox/opensandbox/services/shared/config"
+)
 
 // ConfigFromEnv returns DefaultConfig overridden by OPENSANDBOX_* variables.
 func ConfigFromEnv(e *config.Env) Config {
 	c := DefaultConfig()
-	c.WorkerID = e.String("OPENSANDBOX_WORKER_ID", c.WorkerID)
 	c.Region = e.String("OPENSANDBOX_REGION", c.Region)
 	c.DataDir = e.String("OPENSANDBOX_DATA_DIR", c.DataDir)
+	c.WorkerID = e.String("OPENSANDBOX_WORKER_ID", localWorkerID(c.DataDir))
 	c.AgentBinary = e.String("OPENSANDBOX_AGENT_BINARY", "bin/osb-agent")
 	c.DefaultTemplate = e.String("OPENSANDBOX_DEFAULT_TEMPLATE", c.DefaultTemplate)
 	c.Templates["base"] = e.String("OPENSANDBOX_IMAGE_BASE", c.Templates["base"])
@@ -24,4 +30,15 @@ func ConfigFromEnv(e *config.Env) Config {
 	c.MaxExecs = e.Int("OPENSANDBOX_MAX_EXECS", c.MaxExecs)
 	c.ReconcileInterval = e.Duration("OPENSANDBOX_RECONCILE_INTERVAL", c.ReconcileInterval)
 	return c
+}
+
+// localWorkerID names a combined server's worker after its data directory:
+// two checkouts sharing one Podman each restore only their own sandboxes.
+func localWorkerID(dataDir string) string {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return "local-" + hex.EncodeToString(sum[:4])
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/api"
@@ -37,6 +38,7 @@ type Manager struct {
 	cfg     Config
 	metrics *Metrics
 	images  *puller
+	lock    *os.File // flock on the data directory, held while open
 
 	mu         sync.Mutex
 	boxes      map[string]*box
@@ -108,9 +110,13 @@ func New(log *slog.Logger, rt runtime.Runtime, cfg Config, metrics *Metrics) (*M
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "sandboxes"), 0o700); err != nil {
 		return nil, err
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, unremoved: map[string]struct{}{},
-		ctx: ctx, cancel: cancel, images: newPuller(log, rt, cfg, metrics)}
+		ctx: ctx, cancel: cancel, images: newPuller(log, rt, cfg, metrics), lock: lock}
 	m.reconciler.Add(1)
 	go m.reconcileLoop()
 	return m, nil
@@ -140,6 +146,21 @@ func (m *Manager) Close() {
 		b.dbMu.Unlock()
 	}
 	m.boxes = map[string]*box{}
+	m.lock.Close() // releases the data directory for the next manager
+}
+
+// lockDataDir takes an exclusive lock on the data directory: two managers on
+// one directory would each restore, time out and remove the other's sandboxes.
+func lockDataDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "worker.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another worker or server (%w)", dir, err)
+	}
+	return f, nil
 }
 
 // Count returns the number of live sandboxes.

@@ -16,6 +16,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/worker/runtime"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func newManager(t *testing.T) (*sandbox.Manager, runtime.Runtime, sandbox.Config) {
@@ -390,4 +391,24 @@ func TestTimerThatFiredBeforeAnExtensionKeepsTheSandbox(t *testing.T) {
 	if _, err := m.Get(ctx, sb.SandboxID); err != nil {
 		t.Fatalf("sandbox whose end moved was destroyed by the old timer: %v", err)
 	}
+}
+
+// Two managers on one data directory would fight over its sandboxes: the
+// second is refused until the first closes.
+func TestDataDirectoryIsLocked(t *testing.T) {
+	rt := sandboxtest.Runtime(t)
+	cfg := sandboxtest.Config(t)
+	m1, err := sandbox.New(sandboxtest.Logger(t), rt, cfg, sandbox.NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sandbox.New(sandboxtest.Logger(t), rt, cfg, sandbox.NewMetrics(prometheus.NewRegistry())); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second manager on the same directory: %v", err)
+	}
+	m1.Close()
+	m2, err := sandbox.New(sandboxtest.Logger(t), rt, cfg, sandbox.NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatalf("after Close: %v", err)
+	}
+	m2.Close()
 }
