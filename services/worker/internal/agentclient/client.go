@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -178,27 +179,68 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode string, r io.R
 	if mode != "" {
 		q.Set("mode", mode)
 	}
-	u := "http://agent/files?" + q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, io.NopCloser(r))
+	var e api.EntryInfo
+	err := c.upload(ctx, http.MethodPut, "/files", q, r, size, nil, func(resp *http.Response) error {
+		return json.NewDecoder(resp.Body).Decode(&e)
+	})
+	return e, err
+}
+
+// upload sends a request whose body streams from the caller's reader and
+// returns only once the HTTP transport has let go of that reader: after an
+// early error answer the transport may still be sending, and the caller
+// must be able to read what is left (to drain a refused upload) without
+// racing it.
+func (c *Client) upload(ctx context.Context, method, path string, q url.Values, r io.Reader, size int64, hdr http.Header, handle func(*http.Response) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	body := &heldBody{r: r, released: make(chan struct{})}
+	defer func() {
+		cancel() // aborts a send still in progress, which releases the body
+		<-body.released
+	}()
+	var reqBody io.Reader = body
+	if size == 0 {
+		reqBody = http.NoBody
+		body.Close()
+	}
+	u := "http://agent" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, reqBody)
 	if err != nil {
-		return api.EntryInfo{}, err
+		body.Close()
+		return err
 	}
 	req.ContentLength = size
-	if size == 0 {
-		req.Body = http.NoBody
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.http.Do(req) // the transport closes the body, even on errors
 	if err != nil {
-		return api.EntryInfo{}, errs.Unavailable("agent_unreachable", "sandbox agent is not reachable").WithCause(err)
+		return errs.Unavailable("agent_unreachable", "sandbox agent is not reachable").WithCause(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
 		var eb api.ErrorBody
 		json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&eb)
-		return api.EntryInfo{}, errs.FromHTTP(resp.StatusCode, eb.Code, eb.Error)
+		return errs.FromHTTP(resp.StatusCode, eb.Code, eb.Error)
 	}
-	var e api.EntryInfo
-	return e, json.NewDecoder(resp.Body).Decode(&e)
+	return handle(resp)
+}
+
+// heldBody reports when the transport is done with a request body.
+type heldBody struct {
+	r        io.Reader
+	once     sync.Once
+	released chan struct{}
+}
+
+func (b *heldBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *heldBody) Close() error {
+	b.once.Do(func() { close(b.released) })
+	return nil
 }
 
 // List lists a directory to depth.

@@ -78,12 +78,8 @@ func (c *Client) ProcessOutput(ctx context.Context, pid int) (*Stream, error) {
 
 // WriteStdin streams r into a process's stdin.
 func (c *Client) WriteStdin(ctx context.Context, pid int, r io.Reader) error {
-	resp, err := c.do(ctx, http.MethodPost, pidPath(pid, "/stdin"), nil, r, http.Header{"Content-Type": {"application/octet-stream"}})
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	return nil
+	return c.upload(ctx, http.MethodPost, pidPath(pid, "/stdin"), nil, r, -1, http.Header{"Content-Type": {"application/octet-stream"}},
+		func(*http.Response) error { return nil })
 }
 
 // CloseStdin closes a process's stdin.
