@@ -3,7 +3,6 @@ package pgschema
 import (
 	"context"
 	"errors"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -12,11 +11,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/pgtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.StopShared()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func newPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()

@@ -155,6 +155,14 @@ func StopShared() {
 	}
 }
 
+// Main runs a package's tests and then stops the shared server, for
+// TestMain: func TestMain(m *testing.M) { pgtest.Main(m) }.
+func Main(m *testing.M) {
+	code := m.Run()
+	StopShared()
+	os.Exit(code)
+}
+
 // NewDatabase returns the DSN of a fresh database on the shared server, or
 // fails the test with what is missing.
 func NewDatabase(t testing.TB) string {

@@ -2,17 +2,12 @@ package pgtest
 
 import (
 	"context"
-	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	StopShared()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { Main(m) }
 
 func TestFreshDatabasesAndFaultRestart(t *testing.T) {
 	ctx := context.Background()

@@ -24,11 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.StopShared()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // pipeline is a real event pipeline: per-sandbox SQLite files, a publisher,
 // an embedded JetStream server, a syncer and a PostgreSQL database.
