@@ -307,6 +307,28 @@ def decode_bytes(event: Dict[str, Any]) -> bytes:
 Pending = List[Tuple[OutputCallback, str]]
 
 
+class CollectedOutput:
+    """The output accessors a command handle (blocking or async) shares: it
+    keeps an :class:`OutputCollector` in ``self._collector``."""
+
+    _collector: "OutputCollector"
+
+    @property
+    def stdout(self) -> str:
+        """Standard output received so far (UTF-8 decoded)."""
+        return self._collector.stdout
+
+    @property
+    def stderr(self) -> str:
+        """Standard error received so far (UTF-8 decoded)."""
+        return self._collector.stderr
+
+    @property
+    def exit_code(self) -> Optional[int]:
+        """The exit code once the process has exited and was seen, else None."""
+        return self._collector.exit_code
+
+
 class OutputCollector:
     """Follows a command's stream events and builds its :class:`CommandResult`.
 

@@ -9,7 +9,7 @@ from typing import Dict, List, Literal, Optional, Sequence, Union, overload
 import httpx
 
 from .. import _wire
-from .._wire import OutputCallback, OutputCollector, background_pid, expect_stream
+from .._wire import CollectedOutput, OutputCallback, OutputCollector, background_pid, expect_stream
 from ..exceptions import NotFoundError, OpenSandboxError, OpenSandboxTimeoutError
 from ..models import CommandResult, ProcessInfo
 from .transport import AsyncTransport, mapped_errors, sse_events
@@ -34,7 +34,7 @@ async def follow_events(resp: httpx.Response, collector: OutputCollector, what: 
         await resp.aclose()
 
 
-class AsyncCommandHandle:
+class AsyncCommandHandle(CollectedOutput):
     """A process running in the sandbox (async twin of ``CommandHandle``).
 
     Output is followed by a task from the first :meth:`wait` (or at once when
@@ -53,20 +53,6 @@ class AsyncCommandHandle:
     def __repr__(self) -> str:
         return f"AsyncCommandHandle(pid={self.pid}, exit_code={self.exit_code})"
 
-    @property
-    def stdout(self) -> str:
-        """Standard output received so far."""
-        return self._collector.stdout
-
-    @property
-    def stderr(self) -> str:
-        """Standard error received so far."""
-        return self._collector.stderr
-
-    @property
-    def exit_code(self) -> Optional[int]:
-        """The exit code once seen, else None."""
-        return self._collector.exit_code
 
     def _follow(self) -> asyncio.Task:
         if self._task is None:

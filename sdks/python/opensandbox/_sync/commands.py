@@ -8,7 +8,7 @@ from typing import Dict, List, Literal, Optional, Sequence, Union, overload
 import httpx
 
 from .. import _wire
-from .._wire import OutputCallback, OutputCollector, background_pid, expect_stream
+from .._wire import CollectedOutput, OutputCallback, OutputCollector, background_pid, expect_stream
 from ..exceptions import NotFoundError, OpenSandboxError, OpenSandboxTimeoutError
 from ..models import CommandResult, ProcessInfo
 from .transport import SyncTransport, abort, mapped_errors, sse_events
@@ -31,7 +31,7 @@ def follow_events(resp: httpx.Response, collector: OutputCollector, what: str) -
         resp.close()
 
 
-class CommandHandle:
+class CommandHandle(CollectedOutput):
     """A process running in the sandbox, started with ``background=True`` or
     found with :meth:`Commands.connect`.
 
@@ -56,20 +56,6 @@ class CommandHandle:
     def __repr__(self) -> str:
         return f"CommandHandle(pid={self.pid}, exit_code={self.exit_code})"
 
-    @property
-    def stdout(self) -> str:
-        """Standard output received so far (UTF-8 decoded)."""
-        return self._collector.stdout
-
-    @property
-    def stderr(self) -> str:
-        """Standard error received so far (UTF-8 decoded)."""
-        return self._collector.stderr
-
-    @property
-    def exit_code(self) -> Optional[int]:
-        """The exit code once the process has exited and :meth:`wait` saw it, else None."""
-        return self._collector.exit_code
 
     def _follow(self) -> None:
         with self._start_lock:
