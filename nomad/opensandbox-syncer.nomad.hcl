@@ -148,7 +148,7 @@ job "opensandbox-syncer" {
         env         = true
         change_mode = "restart"
         data        = <<-EOT
-          OPENSANDBOX_SYNC_BATCH={{ keyOrDefault "opensandbox/syncer/batch" "1000" }}
+          OPENSANDBOX_SYNC_BATCH={{ keyOrDefault "opensandbox/syncer/batch" "100" }}
           OPENSANDBOX_SYNC_MAX_TRIES={{ keyOrDefault "opensandbox/syncer/max_tries" "5" }}
           OPENSANDBOX_EVENTS_MAX_BYTES={{ keyOrDefault "opensandbox/events/max_bytes" "10737418240" }}
           OPENSANDBOX_LOG_LEVEL={{ keyOrDefault "opensandbox/log_level" "info" }}

@@ -25,14 +25,17 @@ for tool in "$PROTOC_GEN_GO" "$PROTOC_GEN_GO_GRPC"; do
 done
 
 cd services/shared/proto
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-protoc --proto_path=. \
-	--plugin=protoc-gen-go="$bin/protoc-gen-go" --go_out="$out" --go_opt=paths=source_relative \
-	--plugin=protoc-gen-go-grpc="$bin/protoc-gen-go-grpc" --go-grpc_out="$out" --go-grpc_opt=paths=source_relative \
-	worker.proto
-mkdir -p workerv1
-for f in "$out"/*.go; do
-	mv "$f" "workerv1/$(basename "$f")"
+# One package per file: <name>.proto -> <name>v1/.
+for file in worker events; do
+	out=$(mktemp -d)
+	protoc --proto_path=. \
+		--plugin=protoc-gen-go="$bin/protoc-gen-go" --go_out="$out" --go_opt=paths=source_relative \
+		--plugin=protoc-gen-go-grpc="$bin/protoc-gen-go-grpc" --go-grpc_out="$out" --go-grpc_opt=paths=source_relative \
+		"$file.proto"
+	mkdir -p "${file}v1"
+	for f in "$out"/*.go; do
+		mv "$f" "${file}v1/$(basename "$f")"
+	done
+	rm -rf "$out"
+	echo "==> generated: $(ls "${file}v1" | tr '\n' ' ')"
 done
-echo "==> generated: $(ls workerv1 | tr '\n' ' ')"

@@ -1,16 +1,19 @@
 // Package syncer consumes sandbox events from JetStream and writes them to
-// PostgreSQL in batches. It acknowledges a message only after the transaction
-// holding it committed; PostgreSQL being down means waiting and retrying with
-// backoff while acknowledging nothing; a message that cannot be written after
-// MaxTries deliveries goes to the dead-letter subject, counted.
+// PostgreSQL in batches. A message holds one or more events (see
+// events.MarshalBatch); it is acknowledged only after the transaction
+// holding its events committed. PostgreSQL being down means waiting and
+// retrying with backoff while acknowledging nothing. A message with an event
+// that cannot be decoded or written is redelivered (its other events are
+// written, once, meanwhile); after MaxTries deliveries each such event goes
+// to the dead-letter subject, counted.
 package syncer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -23,7 +26,7 @@ import (
 
 // Config configures a syncer.
 type Config struct {
-	BatchSize  int           // messages per transaction
+	BatchSize  int           // messages per fetch and transaction (each holds up to 250 events)
 	MaxWait    time.Duration // how long a fetch waits to fill a batch
 	MaxTries   int           // deliveries before a bad message is dead-lettered
 	AckWait    time.Duration // JetStream redelivers what is not acked by then
@@ -36,7 +39,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{BatchSize: 1000, MaxWait: 100 * time.Millisecond, MaxTries: 5, AckWait: 30 * time.Second, MaxBackoff: 5 * time.Second, Writers: 2,
+	return Config{BatchSize: 100, MaxWait: 100 * time.Millisecond, MaxTries: 5, AckWait: 30 * time.Second, MaxBackoff: 5 * time.Second, Writers: 2,
 		Stream: natsx.ConsumedStream(0)}
 }
 
@@ -68,8 +71,8 @@ type Status struct {
 	AckPending     int       `json:"ackPending"` // delivered, not yet committed
 	LastBatchAt    time.Time `json:"lastBatchAt,omitzero"`
 	LastEventAgeMs int64     `json:"lastEventAgeMs"` // event age at insert, last batch
-	Written        uint64    `json:"written"`
-	DeadLettered   uint64    `json:"deadLettered"`
+	Written        uint64    `json:"written"`        // events
+	DeadLettered   uint64    `json:"deadLettered"`   // events
 	LastError      string    `json:"lastError,omitempty"`
 }
 
@@ -212,41 +215,110 @@ func (s *Syncer) fetchLoop(ctx context.Context, cons jetstream.Consumer, out cha
 	}
 }
 
-// process writes one fetched batch and acknowledges it.
-func (s *Syncer) process(ctx context.Context, msgs []jetstream.Msg) {
-	rows := make([]row, 0, len(msgs))
-	good := make([]jetstream.Msg, 0, len(msgs))
-	for _, m := range msgs {
-		r, err := decode(m.Data())
+// fetched is one message: its events, decoded, and those that failed.
+type fetched struct {
+	msg  jetstream.Msg
+	rows []row
+	bad  []badEvent
+}
+
+// badEvent is an event that could not be decoded or written.
+type badEvent struct {
+	raw []byte
+	err error
+}
+
+// unpack decodes a message's events. A message without events.EventsHeader
+// is one JSON event published by an earlier version.
+func unpack(m jetstream.Msg) fetched {
+	f := fetched{msg: m}
+	encoded := [][]byte{m.Data()}
+	if h := m.Headers().Get(events.EventsHeader); h != "" {
+		n, err := strconv.Atoi(h)
+		if err == nil {
+			encoded, err = events.UnmarshalBatch(m.Data(), n)
+		}
 		if err != nil {
-			s.reject(ctx, m, err)
+			f.bad = []badEvent{{raw: m.Data(), err: err}}
+			return f
+		}
+	}
+	f.rows = make([]row, 0, len(encoded))
+	for _, raw := range encoded {
+		ev, err := events.Unmarshal(raw)
+		if err != nil {
+			f.bad = append(f.bad, badEvent{raw: raw, err: err})
 			continue
 		}
-		rows = append(rows, r)
-		good = append(good, m)
+		f.rows = append(f.rows, row{ev: ev, raw: raw})
 	}
-	if len(rows) == 0 {
-		return
+	return f
+}
+
+// process writes the events of one fetched batch of messages in one
+// transaction, then acknowledges each message whose events are all written.
+func (s *Syncer) process(ctx context.Context, msgs []jetstream.Msg) {
+	batch := make([]fetched, len(msgs))
+	n := 0
+	for i, m := range msgs {
+		batch[i] = unpack(m)
+		n += len(batch[i].rows)
 	}
-	err := s.writeWithRetry(ctx, rows, good)
-	if err == nil {
-		s.done(good, rows)
-		return
+	rows := make([]row, 0, n)
+	for _, f := range batch {
+		rows = append(rows, f.rows...)
 	}
-	if ctx.Err() != nil {
-		return // not acked: redelivered to whoever runs next
-	}
-	// A permanent error: find the bad messages by writing one at a time.
-	for i := range rows {
-		if err := s.writeWithRetry(ctx, rows[i:i+1], good[i:i+1]); err != nil {
-			if ctx.Err() != nil {
-				return
+	if len(rows) > 0 {
+		err := s.writeWithRetry(ctx, rows, msgs)
+		switch {
+		case err == nil:
+			s.written(rows)
+		case ctx.Err() != nil:
+			return // not acked: redelivered to whoever runs next
+		default:
+			// A permanent error: find the bad events, message by message.
+			for i := range batch {
+				if !s.isolate(ctx, &batch[i]) {
+					return
+				}
 			}
-			s.reject(ctx, good[i], err)
+		}
+	}
+	for i := range batch {
+		if len(batch[i].bad) == 0 {
+			batch[i].msg.Ack()
 			continue
 		}
-		s.done(good[i:i+1], rows[i:i+1])
+		s.reject(ctx, batch[i])
 	}
+}
+
+// isolate writes a message's events after its batch failed: all at once,
+// and if that fails too, one at a time, moving those that fail to f.bad.
+// It reports false when ctx ended.
+func (s *Syncer) isolate(ctx context.Context, f *fetched) bool {
+	if len(f.rows) == 0 {
+		return true
+	}
+	one := []jetstream.Msg{f.msg}
+	if err := s.writeWithRetry(ctx, f.rows, one); err == nil {
+		s.written(f.rows)
+		return true
+	}
+	kept := f.rows[:0:0]
+	for _, r := range f.rows {
+		if err := s.writeWithRetry(ctx, []row{r}, one); err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			f.bad = append(f.bad, badEvent{raw: r.raw, err: err})
+			continue
+		}
+		kept = append(kept, r)
+	}
+	s.written(kept)
+	f.rows = kept
+	return ctx.Err() == nil
 }
 
 // writeWithRetry retries transient failures until they pass or ctx ends; it
@@ -280,9 +352,10 @@ func (s *Syncer) writeWithRetry(ctx context.Context, rows []row, msgs []jetstrea
 	}
 }
 
-func (s *Syncer) done(msgs []jetstream.Msg, rows []row) {
-	for _, m := range msgs {
-		m.Ack()
+// written records committed events.
+func (s *Syncer) written(rows []row) {
+	if len(rows) == 0 {
+		return
 	}
 	now := time.Now()
 	var age time.Duration
@@ -300,30 +373,44 @@ func (s *Syncer) done(msgs []jetstream.Msg, rows []row) {
 	s.mu.Unlock()
 }
 
-// reject gives a bad message another delivery, or dead-letters it after MaxTries.
-func (s *Syncer) reject(ctx context.Context, m jetstream.Msg, cause error) {
-	meta, err := m.Metadata()
+// reject handles a message with events that could not be decoded or
+// written: it is redelivered (its good events are already committed, so a
+// redelivery writes nothing twice) until MaxTries deliveries, then each bad
+// event goes to the dead-letter subject and the message is done.
+func (s *Syncer) reject(ctx context.Context, f fetched) {
+	meta, err := f.msg.Metadata()
 	if err == nil && int(meta.NumDelivered) < s.cfg.MaxTries {
-		m.NakWithDelay(time.Second)
+		f.msg.NakWithDelay(time.Second)
 		return
 	}
-	dl := nats.NewMsg(natsx.DeadLetterSubj)
-	dl.Data = m.Data()
-	dl.Header.Set("Osb-Original-Subject", m.Subject())
-	dl.Header.Set("Osb-Error", cause.Error())
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := s.js.PublishMsg(pctx, dl); err != nil {
-		m.NakWithDelay(time.Second) // keep it rather than lose it
-		s.fail(partWrite, "dead-letter", err)
-		return
+	for i, b := range f.bad {
+		dl := nats.NewMsg(natsx.DeadLetterSubj)
+		dl.Data = b.raw
+		dl.Header.Set("Osb-Original-Subject", f.msg.Subject())
+		dl.Header.Set("Osb-Error", b.err.Error())
+		if meta != nil {
+			// Sent again after a failure below, a dead letter collapses
+			// into the one already stored.
+			dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d.%d", meta.Sequence.Stream, i))
+		}
+		if _, err := s.js.PublishMsg(pctx, dl); err != nil {
+			f.msg.NakWithDelay(time.Second) // keep the message rather than lose an event
+			s.fail(partWrite, "dead-letter", err)
+			return
+		}
+		s.log.Warn("event dead-lettered", "subject", f.msg.Subject(), "err", b.err)
 	}
-	m.Term()
-	s.metrics.DeadLettered.Inc()
+	f.msg.Term()
+	s.deadLettered(len(f.bad))
+}
+
+func (s *Syncer) deadLettered(n int) {
+	s.metrics.DeadLettered.Add(float64(n))
 	s.mu.Lock()
-	s.status.DeadLettered++
+	s.status.DeadLettered += uint64(n)
 	s.mu.Unlock()
-	s.log.Warn("event dead-lettered", "subject", m.Subject(), "err", cause)
 }
 
 func (s *Syncer) fail(part, what string, err error) {
@@ -351,17 +438,6 @@ func (s *Syncer) recovered(part string) {
 		s.status.OK = true
 		s.status.LastError = ""
 	}
-}
-
-func decode(b []byte) (row, error) {
-	var ev events.Event
-	if err := json.Unmarshal(b, &ev); err != nil {
-		return row{}, fmt.Errorf("decode event: %w", err)
-	}
-	if ev.ID == "" || ev.Type == "" || ev.SandboxID == "" || ev.Time.IsZero() {
-		return row{}, errors.New("event lacks id, type, sandboxID or time")
-	}
-	return row{ev: ev, payload: b}, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

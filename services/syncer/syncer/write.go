@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -11,10 +12,11 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/events"
 )
 
-// row is one decoded event ready for PostgreSQL.
+// row is one decoded event ready for PostgreSQL, with its encoded form for
+// the dead-letter subject.
 type row struct {
-	ev      events.Event
-	payload []byte
+	ev  events.Event
+	raw []byte
 }
 
 // Command events are copied straight into command_logs; when that hits an
@@ -99,7 +101,8 @@ func (r row) values() []any {
 		}
 		v[7], v[8], v[9], v[10], v[11], v[12], v[13] = c.Command, args, c.Cwd, c.ExitCode, c.DurationMs, int64(c.StdoutLen), int64(c.StderrLen)
 	} else {
-		v[14] = string(r.payload)
+		payload, _ := json.Marshal(r.ev) // the rare events: JSON for the jsonb column
+		v[14] = string(payload)
 	}
 	return v
 }
@@ -146,12 +149,24 @@ func copyCommands(ctx context.Context, tx pgx.Tx, cmds []row) (bool, error) {
 	if _, err := tx.Exec(ctx, "SAVEPOINT copy_commands"); err != nil {
 		return false, err
 	}
-	src := make([][]any, len(cmds))
-	for i, r := range cmds {
-		v := r.values()
-		src[i] = []any{v[0], v[2], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[6]}
-	}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"command_logs"}, commandColumns, pgx.CopyFromRows(src))
+	// One reused row of values: this runs for nearly every event.
+	next, v := 0, make([]any, len(commandColumns))
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if next == len(cmds) {
+			return nil, nil
+		}
+		ev := cmds[next].ev
+		c := ev.Command
+		next++
+		args := c.Args
+		if args == nil {
+			args = []string{}
+		}
+		v[0], v[1], v[2], v[3], v[4] = ev.ID, ev.SandboxID, c.Command, args, c.Cwd
+		v[5], v[6], v[7], v[8], v[9] = c.ExitCode, c.DurationMs, int64(c.StdoutLen), int64(c.StderrLen), ev.Time
+		return v, nil
+	})
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"command_logs"}, commandColumns, src)
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) && pg.Code == "23505" { // unique_violation
 		_, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT copy_commands")

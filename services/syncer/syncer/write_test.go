@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -33,15 +32,15 @@ func mkRow(t *testing.T, ev events.Event) row {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
-	b, err := json.Marshal(ev)
+	b, err := events.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := decode(b)
+	ev, err = events.Unmarshal(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return row{ev: ev, raw: b}
 }
 
 func count(t *testing.T, pool *pgxpool.Pool, q string, args ...any) int {

@@ -2,7 +2,6 @@ package publisher
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -44,6 +43,7 @@ type pipeline struct {
 	syncer   *syncer.Syncer
 	dbs      map[string]*sandboxdb.DB
 	stream   natsx.StreamPolicy // SANDBOX_EVENTS' policy (default: consumed, 10 GiB)
+	perMsg   int                // the publisher's EventsPerMessage (0: its default)
 }
 
 func quietLog() *slog.Logger {
@@ -120,7 +120,7 @@ func (p *pipeline) startPublisher() {
 	if _, err := natsx.EnsureEventStream(ctx, quietLog(), p.js(natsx.RoleControlPlane), p.stream); err != nil {
 		p.t.Fatal(err)
 	}
-	pub, err := New(quietLog(), p.js(natsx.RoleWorker), Config{DataDir: p.dataDir, Subject: natsx.EventSubject("test", "w1"), AckWait: 3 * time.Second, Stream: p.stream}, NewMetrics(prometheus.NewRegistry()))
+	pub, err := New(quietLog(), p.js(natsx.RoleWorker), Config{DataDir: p.dataDir, Subject: natsx.EventSubject("test", "w1"), AckWait: 3 * time.Second, Stream: p.stream, EventsPerMessage: p.perMsg}, NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func (p *pipeline) writeCommands(sandboxID string, n int) {
 			ID: events.NewID(), Type: events.TypeCommand, SandboxID: sandboxID, WorkerID: "w1", Region: "test", Time: time.Now().UTC(),
 			Command: &events.CommandData{Command: "echo", Args: []string{strconv.Itoa(i)}, ExitCode: i % 3, DurationMs: 1, StdoutLen: 2},
 		}
-		payload, _ := json.Marshal(ev)
+		payload, _ := events.Marshal(ev)
 		if err := db.AddEvent(context.Background(), sandboxdb.Event{ID: ev.ID, Type: ev.Type, Payload: payload, CreatedAt: ev.Time}); err != nil {
 			p.t.Fatal(err)
 		}

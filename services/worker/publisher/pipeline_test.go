@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -170,6 +172,7 @@ func TestPipelineSameMessageTwiceAndPoison(t *testing.T) {
 func TestPipelineFullStreamKeepsEventsInSQLite(t *testing.T) {
 	p := newPipeline(t)
 	p.stream = natsx.ConsumedStream(64 << 10) // a couple of hundred command events
+	p.perMsg = 20
 	p.startPublisher()
 	burst(p, 2, 1000, 0)
 	js := p.js(natsx.RoleControlPlane)
@@ -186,15 +189,17 @@ func TestPipelineFullStreamKeepsEventsInSQLite(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	p.stopPublisher() // hold still while counting
 	info, err := st.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	unsynced := p.unsynced()
-	if info.State.FirstSeq != 1 || info.State.Msgs == 0 || int(info.State.Msgs)+unsynced != 1000 {
-		t.Fatalf("stream first seq %d with %d messages, %d unsynced in SQLite: want nothing dropped (stream + SQLite = 1000)",
-			info.State.FirstSeq, info.State.Msgs, unsynced)
+	inStream, unsynced := streamEvents(t, st, info.State.Msgs), p.unsynced()
+	if info.State.FirstSeq != 1 || info.State.Msgs == 0 || inStream+unsynced != 1000 {
+		t.Fatalf("stream first seq %d with %d messages holding %d events, %d unsynced in SQLite: want nothing dropped (stream + SQLite = 1000)",
+			info.State.FirstSeq, info.State.Msgs, inStream, unsynced)
 	}
+	p.startPublisher()
 	if info.Config.Retention != jetstream.WorkQueuePolicy || info.Config.Discard != jetstream.DiscardNew {
 		t.Fatalf("stream policy %v/%v", info.Config.Retention, info.Config.Discard)
 	}
@@ -247,10 +252,12 @@ func TestPublisherForgetsRemovedSandboxDirectories(t *testing.T) {
 // The syncer as a real process, killed with SIGKILL in the middle of a burst.
 func TestPipelineSyncerKilledMidBatch(t *testing.T) {
 	p := newPipeline(t)
+	p.perMsg = 10
 	bin := buildSyncer(t)
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+p.dsn, "NATS_URL="+p.natsURL(natsx.RoleSyncer), "OPENSANDBOX_SYNCER_PORT=0", "OPENSANDBOX_SYNC_BATCH=500", "OPENSANDBOX_LOG_LEVEL=error")
+		// 50 events per transaction: hundreds of them, so the kill lands mid-way.
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+p.dsn, "NATS_URL="+p.natsURL(natsx.RoleSyncer), "OPENSANDBOX_SYNCER_PORT=0", "OPENSANDBOX_SYNC_BATCH=5", "OPENSANDBOX_LOG_LEVEL=error")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -302,4 +309,96 @@ func buildSyncer(t testing.TB) string {
 		t.Fatalf("build syncer: %v\n%s", syncerErr, syncerBin)
 	}
 	return syncerBin
+}
+
+// streamEvents counts the events the first n messages of the stream hold.
+func streamEvents(t *testing.T, st jetstream.Stream, n uint64) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	total := 0
+	for seq := uint64(1); seq <= n; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("stream message %d: %v", seq, err)
+		}
+		k, err := strconv.Atoi(m.Header.Get(events.EventsHeader))
+		if err != nil {
+			t.Fatalf("stream message %d has no event count: %v", seq, err)
+		}
+		total += k
+	}
+	return total
+}
+
+// One message with a bad event between two good ones: the good ones are
+// written at once and once; the bad one is dead-lettered (alone) after
+// MaxTries deliveries. A message whose body does not match its event count
+// is dead-lettered whole.
+func TestPipelineBadEventInABatch(t *testing.T) {
+	p := newPipeline(t)
+	p.startSyncer()
+	js := p.js(natsx.RoleControlPlane)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	good := func() []byte {
+		b, _ := events.Marshal(events.Event{ID: events.NewID(), Type: events.TypeCommand, SandboxID: "mixed", WorkerID: "w1", Time: time.Now().UTC(),
+			Command: &events.CommandData{Command: "true"}})
+		return b
+	}
+	poison := []byte("\xffnot an event")
+	publish := func(id string, body []byte, count string) {
+		m := nats.NewMsg(natsx.EventSubject("test", "w1"))
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, id)
+		m.Header.Set(events.EventsHeader, count)
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("mixed", events.MarshalBatch([][]byte{good(), poison, good()}), "3")
+	mismatched := events.MarshalBatch([][]byte{good(), good()})
+	publish("mismatched", mismatched, "3")
+
+	p.waitRows(2, 20*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for p.syncer.Status(ctx).DeadLettered != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("bad events not dead-lettered: %+v", p.syncer.Status(ctx))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := p.count(`SELECT count(*) FROM command_logs WHERE sandbox_id = 'mixed'`); n != 2 {
+		t.Fatalf("command_logs has %d rows of the mixed batch, want its 2 good events once each", n)
+	}
+	st, err := js.Stream(ctx, natsx.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Msgs != 2 {
+		t.Fatalf("dead-letter stream: %+v, %v; want 2 messages", info, err)
+	}
+	var bodies []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, string(m.Data))
+	}
+	if !slices.Contains(bodies, string(poison)) || !slices.Contains(bodies, string(mismatched)) {
+		t.Fatalf("dead letters %q: want the poison event alone and the mismatched message whole", bodies)
+	}
+	// Both messages are done: the work queue is empty.
+	ev, _ := js.Stream(ctx, natsx.EventsStream)
+	for {
+		info, err := ev.Info(ctx)
+		if err == nil && info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event stream still holds %d messages", info.State.Msgs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -1,9 +1,16 @@
 // Package publisher moves sandbox events from each sandbox's SQLite database
 // to the NATS JetStream stream SANDBOX_EVENTS. A row is marked synced only
-// after JetStream acknowledged it; the event id is the JetStream message id,
-// so a re-send after a crash collapses into one message (and the syncer is
-// idempotent on it as well). What is not acknowledged stays in SQLite and is
-// sent again.
+// after JetStream acknowledged it; what is not acknowledged stays in SQLite
+// and is sent again.
+//
+// The events of a sandbox that wait together travel in one message (up to
+// Config.EventsPerMessage; a lone event travels alone): JetStream's cost is
+// per message, and on a small machine one message per event cannot carry
+// more than a few tens of thousands of events a second (see the README's
+// benchmark). The message id (Nats-Msg-Id) is the event's id when it
+// travels alone and events.BatchID otherwise, so a re-send after a crash
+// collapses into one message; the syncer is idempotent on each event's id
+// as well.
 //
 // Where a syncer consumes the stream (natsx.ConsumedStream: server mode,
 // combined mode with PostgreSQL) nothing is lost: the stream is a work
@@ -21,11 +28,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/opensandbox/opensandbox/services/shared/events"
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
 	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,10 +45,14 @@ type Config struct {
 	DataDir   string             // the manager's data dir: sandboxes/<id>/sandbox.db
 	Subject   string             // natsx.EventSubject(region, worker)
 	Stream    natsx.StreamPolicy // created with this policy if missing (default: consumed)
-	BatchSize int                // events per publish round per sandbox
-	Rescan    time.Duration      // full scan interval: a safety net, not the trigger
-	AckWait   time.Duration      // how long to wait for JetStream acks
-	Parallel  int                // sandboxes published at once
+	BatchSize int                // events read from SQLite per publish round per sandbox
+	// EventsPerMessage bounds the events in one JetStream message (and
+	// MaxMessageBytes its size, below NATS' max_payload).
+	EventsPerMessage int
+	MaxMessageBytes  int
+	Rescan           time.Duration // full scan interval: a safety net, not the trigger
+	AckWait          time.Duration // how long to wait for JetStream acks
+	Parallel         int           // sandboxes published at once
 }
 
 func (c *Config) defaults() {
@@ -48,6 +61,12 @@ func (c *Config) defaults() {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 1000
+	}
+	if c.EventsPerMessage <= 0 {
+		c.EventsPerMessage = 250
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 256 << 10
 	}
 	if c.Rescan <= 0 {
 		c.Rescan = 2 * time.Second
@@ -63,6 +82,7 @@ func (c *Config) defaults() {
 // Metrics are the publisher's Prometheus metrics.
 type Metrics struct {
 	Published prometheus.Counter
+	Messages  prometheus.Counter
 	Errors    prometheus.Counter
 	Unsynced  prometheus.Gauge
 	Lag       prometheus.Histogram
@@ -73,6 +93,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "opensandbox_events_published_total", Help: "Sandbox events acknowledged by JetStream.",
+		}),
+		Messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "opensandbox_event_messages_published_total", Help: "JetStream messages acknowledged (each holds one or more events).",
 		}),
 		Errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "opensandbox_events_publish_errors_total", Help: "Publish rounds that failed and will be retried.",
@@ -85,7 +108,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60},
 		}),
 	}
-	reg.MustRegister(m.Published, m.Errors, m.Unsynced, m.Lag)
+	reg.MustRegister(m.Published, m.Messages, m.Errors, m.Unsynced, m.Lag)
 	return m
 }
 
@@ -378,29 +401,39 @@ func (p *Publisher) publishSandbox(ctx context.Context, id string) error {
 	return p.retireIfDone(ctx, id, db)
 }
 
-// publishBatch publishes asynchronously and returns the seqs JetStream acked.
+// publishBatch publishes evs in messages of up to EventsPerMessage events,
+// asynchronously, and returns the seqs of the events JetStream acked.
 func (p *Publisher) publishBatch(ctx context.Context, evs []sandboxdb.Event) ([]int64, error) {
-	futures := make([]jetstream.PubAckFuture, len(evs))
-	for i, ev := range evs {
+	chunks := p.chunk(evs)
+	futures := make([]jetstream.PubAckFuture, 0, len(chunks))
+	for _, c := range chunks {
+		payloads := make([][]byte, len(c))
+		for i, ev := range c {
+			payloads[i] = ev.Payload
+		}
 		msg := nats.NewMsg(p.cfg.Subject)
-		msg.Data = ev.Payload
-		msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+		msg.Data = events.MarshalBatch(payloads)
+		msg.Header.Set(jetstream.MsgIDHeader, events.BatchID(c[0].ID, len(c)))
+		msg.Header.Set(events.EventsHeader, strconv.Itoa(len(c)))
 		f, err := p.js.PublishMsgAsync(msg)
 		if err != nil {
-			futures = futures[:i]
 			break
 		}
-		futures[i] = f
+		futures = append(futures, f)
 	}
 	timeout := time.NewTimer(p.cfg.AckWait)
 	defer timeout.Stop()
-	acked := make([]int64, 0, len(futures))
+	acked := make([]int64, 0, len(evs))
 	var firstErr error
 	for i, f := range futures {
 		select {
 		case <-f.Ok():
-			acked = append(acked, evs[i].Seq)
-			p.metrics.Lag.Observe(time.Since(evs[i].CreatedAt).Seconds())
+			now := time.Now()
+			for _, ev := range chunks[i] {
+				acked = append(acked, ev.Seq)
+				p.metrics.Lag.Observe(now.Sub(ev.CreatedAt).Seconds())
+			}
+			p.metrics.Messages.Inc()
 		case err := <-f.Err():
 			if firstErr == nil {
 				firstErr = err
@@ -411,10 +444,29 @@ func (p *Publisher) publishBatch(ctx context.Context, evs []sandboxdb.Event) ([]
 			return acked, ctx.Err()
 		}
 	}
-	if firstErr == nil && len(futures) < len(evs) {
+	if firstErr == nil && len(futures) < len(chunks) {
 		firstErr = errors.New("publish refused by the NATS connection")
 	}
 	return acked, firstErr
+}
+
+// chunk splits evs, in order, into the events of each message. The split
+// depends only on the events, so a re-send of the same events after a crash
+// yields the same messages and message ids.
+func (p *Publisher) chunk(evs []sandboxdb.Event) [][]sandboxdb.Event {
+	var chunks [][]sandboxdb.Event
+	start, size := 0, 0
+	for i, ev := range evs {
+		if i > start && (i-start == p.cfg.EventsPerMessage || size+len(ev.Payload) > p.cfg.MaxMessageBytes) {
+			chunks = append(chunks, evs[start:i])
+			start, size = i, 0
+		}
+		size += len(ev.Payload) + 8 // with the batch's per-event framing
+	}
+	if start < len(evs) {
+		chunks = append(chunks, evs[start:])
+	}
+	return chunks
 }
 
 // retireIfDone removes a destroyed sandbox's directory once nothing in it

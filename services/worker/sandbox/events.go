@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/events"
@@ -40,6 +39,6 @@ func (m *Manager) fillEvent(b *box, ev *events.Event) {
 }
 
 func dbEvent(ev events.Event) sandboxdb.Event {
-	payload, _ := json.Marshal(ev)
+	payload, _ := events.Marshal(ev) // cannot fail: no invalid UTF-8 reaches it (proto3 strings are checked)
 	return sandboxdb.Event{ID: ev.ID, Type: ev.Type, Payload: payload, CreatedAt: ev.Time}
 }

@@ -2,7 +2,6 @@ package sandbox_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"path/filepath"
@@ -61,8 +60,7 @@ func TestPTYThroughManagerIsRecorded(t *testing.T) {
 	var got []events.Event
 	for _, e := range evs {
 		if e.Type == events.TypePTYStart || e.Type == events.TypePTYEnd {
-			var ev events.Event
-			json.Unmarshal(e.Payload, &ev)
+			ev, _ := events.Unmarshal(e.Payload)
 			got = append(got, ev)
 		}
 	}

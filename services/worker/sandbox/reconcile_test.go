@@ -2,7 +2,6 @@ package sandbox_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os/exec"
 	"path/filepath"
@@ -98,8 +97,8 @@ func lastEvent(t *testing.T, path string) events.Event {
 	if err != nil || len(evs) == 0 {
 		t.Fatalf("events: %v %v", evs, err)
 	}
-	var ev events.Event
-	if err := json.Unmarshal(evs[len(evs)-1].Payload, &ev); err != nil {
+	ev, err := events.Unmarshal(evs[len(evs)-1].Payload)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return ev

@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS events (
 	seq        INTEGER PRIMARY KEY,
 	event_id   TEXT NOT NULL UNIQUE,
 	type       TEXT NOT NULL,
-	payload    TEXT NOT NULL,
+	payload    BLOB NOT NULL, -- events.Marshal (protobuf); JSON in rows of earlier versions
 	created_at TEXT NOT NULL,
 	synced     INTEGER NOT NULL DEFAULT 0
 );
@@ -101,7 +101,7 @@ type Event struct {
 	Seq       int64
 	ID        string
 	Type      string
-	Payload   json.RawMessage
+	Payload   []byte // events.Marshal
 	CreatedAt time.Time
 }
 
@@ -120,7 +120,7 @@ type Command struct {
 // AddEvent records an event as not yet synced.
 func (d *DB) AddEvent(ctx context.Context, ev Event) error {
 	_, err := d.sql.ExecContext(ctx, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`,
-		ev.ID, ev.Type, string(ev.Payload), formatTime(ev.CreatedAt))
+		ev.ID, ev.Type, ev.Payload, formatTime(ev.CreatedAt))
 	return err
 }
 
@@ -148,7 +148,7 @@ func (d *DB) withEvent(ctx context.Context, ev Event, change func(*sql.Tx) (bool
 	}
 	if changed {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`,
-			ev.ID, ev.Type, string(ev.Payload), formatTime(ev.CreatedAt)); err != nil {
+			ev.ID, ev.Type, ev.Payload, formatTime(ev.CreatedAt)); err != nil {
 			return err
 		}
 	}
@@ -186,11 +186,10 @@ func (d *DB) Unsynced(ctx context.Context, limit int) ([]Event, error) {
 	var out []Event
 	for rows.Next() {
 		var e Event
-		var payload, at string
-		if err := rows.Scan(&e.Seq, &e.ID, &e.Type, &payload, &at); err != nil {
+		var at string
+		if err := rows.Scan(&e.Seq, &e.ID, &e.Type, &e.Payload, &at); err != nil {
 			return nil, err
 		}
-		e.Payload = json.RawMessage(payload)
 		e.CreatedAt, _ = time.Parse(time.RFC3339Nano, at)
 		out = append(out, e)
 	}

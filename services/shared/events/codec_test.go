@@ -1,0 +1,95 @@
+package events
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestMarshalRoundTripsEveryEventType(t *testing.T) {
+	at := time.Date(2026, 11, 28, 15, 4, 5, 123456789, time.UTC)
+	end := at.Add(time.Minute)
+	base := Event{ID: NewID(), SandboxID: "sb-1", OrgID: "org-1", WorkerID: "w-1", Region: "eu", Time: at}
+	for _, ev := range []Event{
+		with(base, TypeCreated, func(e *Event) {
+			e.Sandbox = &SandboxData{Template: "base", CPUCount: 2, MemoryMB: 512, TimeoutS: 300, Metadata: map[string]string{"k": "v"}, StartedAt: at}
+		}),
+		with(base, TypeCommand, func(e *Event) {
+			e.Command = &CommandData{Command: "ls", Args: []string{"-l", "/"}, Cwd: "/tmp", ExitCode: 2, DurationMs: 7, StdoutLen: 10, StderrLen: 3}
+		}),
+		with(base, TypePTYStart, func(e *Event) { e.PTY = &PTYData{SessionID: "p1", StartedAt: at} }),
+		with(base, TypePTYEnd, func(e *Event) {
+			e.PTY = &PTYData{SessionID: "p1", StartedAt: at, EndedAt: &end, BytesIn: 5, BytesOut: 6}
+		}),
+		with(base, TypeTimeout, nil),
+		with(base, TypeKilled, nil),
+		with(base, TypeError, func(e *Event) { e.Error = "boom" }),
+	} {
+		b, err := Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Unmarshal(b)
+		if err != nil {
+			t.Fatalf("%s: %v", ev.Type, err)
+		}
+		if !reflect.DeepEqual(got, ev) {
+			t.Fatalf("%s: round trip\n got %+v\nwant %+v", ev.Type, got, ev)
+		}
+	}
+}
+
+func with(ev Event, typ string, f func(*Event)) Event {
+	ev.Type = typ
+	if f != nil {
+		f(&ev)
+	}
+	return ev
+}
+
+// Rows recorded as JSON by earlier versions still decode after an upgrade.
+func TestUnmarshalReadsLegacyJSON(t *testing.T) {
+	ev := Event{ID: "e1", Type: TypeCommand, SandboxID: "sb", WorkerID: "w", Time: time.Unix(1700000000, 5).UTC(),
+		Command: &CommandData{Command: "true", ExitCode: 0}}
+	b, _ := json.Marshal(ev)
+	got, err := Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, ev) {
+		t.Fatalf("got %+v, want %+v", got, ev)
+	}
+}
+
+func TestUnmarshalRejectsBadEvents(t *testing.T) {
+	incomplete, _ := Marshal(Event{ID: "e1", Type: TypeCommand, Time: time.Now()}) // no sandbox
+	for name, b := range map[string][]byte{
+		"empty":      nil,
+		"garbage":    []byte{0xff, 0xff, 0xff},
+		"bad json":   []byte(`{"id":`),
+		"incomplete": incomplete,
+		"json no id": []byte(`{"type":"command","sandboxID":"s","time":"2026-01-01T00:00:00Z"}`),
+	} {
+		if _, err := Unmarshal(b); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+}
+
+func BenchmarkUnmarshal(b *testing.B) {
+	ev := Event{ID: NewID(), Type: TypeCommand, SandboxID: "sb-0001", WorkerID: "worker-1", Region: "local", Time: time.Now(),
+		Command: &CommandData{Command: "python3", Args: []string{"-c", "print(1)"}, Cwd: "/home/user", DurationMs: 12, StdoutLen: 2}}
+	pb, _ := Marshal(ev)
+	js, _ := json.Marshal(ev)
+	b.Run("proto", func(b *testing.B) {
+		for b.Loop() {
+			Unmarshal(pb)
+		}
+	})
+	b.Run("json", func(b *testing.B) {
+		for b.Loop() {
+			Unmarshal(js)
+		}
+	})
+}
