@@ -3,8 +3,10 @@ package events
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestMarshalRoundTripsEveryEventType(t *testing.T) {
@@ -92,4 +94,39 @@ func BenchmarkUnmarshal(b *testing.B) {
 			Unmarshal(js)
 		}
 	})
+}
+
+func TestBoundKeepsEventsSmall(t *testing.T) {
+	huge := strings.Repeat("é", 1<<20) // 2 MiB of two-byte runes
+	args := make([]string, 1000)
+	for i := range args {
+		args[i] = huge
+	}
+	ev := Event{ID: NewID(), Type: TypeCommand, SandboxID: "s", WorkerID: "w", Time: time.Now(), Error: huge,
+		Command: &CommandData{Command: huge, Args: args, Cwd: huge}}
+	ev.Bound()
+	if args[0] != huge {
+		t.Fatal("Bound changed the caller's arguments")
+	}
+	b, err := Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 300<<10 {
+		t.Fatalf("bounded event is %d bytes", len(b))
+	}
+	c := ev.Command
+	if len(c.Args) != MaxArgs || c.Args[MaxArgs-1] != "… (937 more arguments)" {
+		t.Fatalf("%d args, last %.40q", len(c.Args), c.Args[len(c.Args)-1])
+	}
+	for _, s := range append([]string{ev.Error, c.Command, c.Cwd}, c.Args[:MaxArgs-1]...) {
+		if len(s) > MaxTextBytes || !utf8.ValidString(s) || !strings.HasSuffix(s, "…") {
+			t.Fatalf("cut to %d bytes, valid UTF-8 %v, ends %q", len(s), utf8.ValidString(s), s[len(s)-8:])
+		}
+	}
+	short := Event{Command: &CommandData{Command: "ls", Args: []string{"-l"}}}
+	short.Bound()
+	if short.Command.Command != "ls" || len(short.Command.Args) != 1 || short.Command.Args[0] != "-l" {
+		t.Fatalf("a short command changed: %+v", short.Command)
+	}
 }

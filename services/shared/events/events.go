@@ -5,7 +5,9 @@ package events
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Event types.
@@ -77,4 +79,53 @@ func NewID() string {
 		ms >>= 8
 	}
 	return hex.EncodeToString(b[:])
+}
+
+// Bounds on the free-text fields of an event. An event must fit in one
+// NATS message (1 MiB by default) with room to spare, whatever a user ran:
+// a 10 MiB inline script would otherwise block its sandbox's events for good.
+const (
+	MaxTextBytes = 4096 // command, each argument, cwd, error
+	MaxArgs      = 64
+)
+
+// Bound cuts ev's free-text fields to the bounds above, marking each cut
+// with "…".
+func (ev *Event) Bound() {
+	ev.Error = cut(ev.Error)
+	c := ev.Command
+	if c == nil {
+		return
+	}
+	c.Command, c.Cwd = cut(c.Command), cut(c.Cwd)
+	long := len(c.Args) > MaxArgs
+	for _, a := range c.Args {
+		long = long || len(a) > MaxTextBytes
+	}
+	if !long {
+		return
+	}
+	// A new slice: the caller's arguments stay as they are.
+	args := make([]string, 0, min(len(c.Args), MaxArgs))
+	for i, a := range c.Args {
+		if i == MaxArgs-1 && len(c.Args) > MaxArgs {
+			args = append(args, fmt.Sprintf("… (%d more arguments)", len(c.Args)-i))
+			break
+		}
+		args = append(args, cut(a))
+	}
+	c.Args = args
+}
+
+// cut shortens s to at most MaxTextBytes, on a UTF-8 boundary.
+func cut(s string) string {
+	if len(s) <= MaxTextBytes {
+		return s
+	}
+	const mark = "…"
+	n := MaxTextBytes - len(mark)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + mark
 }

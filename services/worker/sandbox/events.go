@@ -36,6 +36,7 @@ func (m *Manager) fillEvent(b *box, ev *events.Event) {
 	ev.WorkerID = m.cfg.WorkerID
 	ev.Region = m.cfg.Region
 	ev.Time = time.Now().UTC()
+	ev.Bound()
 }
 
 func dbEvent(ev events.Event) sandboxdb.Event {
