@@ -161,6 +161,12 @@ job "opensandbox-controlplane" {
           {{- with nomadVar "opensandbox/metrics" }}
           OPENSANDBOX_METRICS_TOKEN={{ .token | toJSON }}
           {{- end }}
+          {{- /* The web dashboard, only where the variable exists (docs/deploy.md). */}}
+          {{- with nomadVar "opensandbox/workos" }}
+          WORKOS_CLIENT_ID={{ .client_id | toJSON }}
+          WORKOS_API_KEY={{ .api_key | toJSON }}
+          OPENSANDBOX_PUBLIC_URL={{ .public_url | toJSON }}
+          {{- end }}
         EOT
       }
 

@@ -50,6 +50,10 @@ func (c Caller) OrgID() string { return c.Org.ID }
 
 const localCaller = "caller"
 
+// SetCaller makes caller the authenticated caller of a request (the
+// dashboard's signed-in user acts for its org).
+func SetCaller(c *fiber.Ctx, caller Caller) { c.Locals(localCaller, caller) }
+
 // CallerOf returns the authenticated caller of a request.
 func CallerOf(c *fiber.Ctx) Caller {
 	v, _ := c.Locals(localCaller).(Caller)

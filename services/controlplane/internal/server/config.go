@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/registry"
@@ -53,7 +54,17 @@ type Config struct {
 	// GRPCTLS dials workers over TLS: their certificates verified against
 	// the CA, this certificate presented for mutual TLS.
 	GRPCTLS grpcx.TLSFiles
+
+	// The web dashboard, with PostgreSQL: served at /dashboard/ when WorkOS
+	// is configured (sign-in through AuthKit).
+	WorkOSClientID string
+	WorkOSAPIKey   string
+	WorkOSAPIURL   string
+	PublicURL      string // the control plane as browsers reach it
 }
+
+// dashboard reports whether the web dashboard is configured.
+func (c Config) dashboard() bool { return c.WorkOSClientID != "" || c.WorkOSAPIKey != "" }
 
 // eventStream is the policy of SANDBOX_EVENTS in this configuration: consumed
 // wherever PostgreSQL is (a syncer, in-process or not, writes it there),
@@ -86,6 +97,10 @@ func LoadConfig() (Config, error) {
 		JWTSecret:      e.String("OPENSANDBOX_JWT_SECRET", ""),
 		WorkerSecret:   e.String("OPENSANDBOX_WORKER_SECRET", ""),
 		DefaultRegion:  e.String("OPENSANDBOX_DEFAULT_REGION", "local"),
+		WorkOSClientID: e.String("WORKOS_CLIENT_ID", ""),
+		WorkOSAPIKey:   e.String("WORKOS_API_KEY", ""),
+		WorkOSAPIURL:   e.String("WORKOS_API_URL", "https://api.workos.com"),
+		PublicURL:      e.String("OPENSANDBOX_PUBLIC_URL", ""),
 		StaleAfter:     e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
 		GRPCTLS: grpcx.TLSFiles{
 			Cert: e.String("OPENSANDBOX_GRPC_TLS_CERT", ""),
@@ -109,6 +124,11 @@ func (c Config) Validate() error {
 	}
 	if c.EventsMaxBytes < 0 {
 		return errors.New("OPENSANDBOX_EVENTS_MAX_BYTES must be positive")
+	}
+	if c.dashboard() {
+		if err := c.checkDashboard(); err != nil {
+			return err
+		}
 	}
 	switch c.Mode {
 	case ModeCombined:
@@ -137,4 +157,22 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("OPENSANDBOX_MODE %q is not supported (want %s or %s)", c.Mode, ModeCombined, ModeServer)
 	}
+}
+
+// checkDashboard checks the dashboard's settings: WorkOS's credentials,
+// PostgreSQL for users and sessions, and where browsers come back to.
+func (c Config) checkDashboard() error {
+	switch {
+	case c.WorkOSClientID == "" || c.WorkOSAPIKey == "":
+		return errors.New("the dashboard needs both WORKOS_CLIENT_ID and WORKOS_API_KEY")
+	case c.DatabaseURL == "":
+		return errors.New("the dashboard needs DATABASE_URL (its users and sessions live in PostgreSQL)")
+	}
+	for name, raw := range map[string]string{"OPENSANDBOX_PUBLIC_URL": c.PublicURL, "WORKOS_API_URL": c.WorkOSAPIURL} {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("the dashboard needs %s as http(s)://host[:port], got %q", name, raw)
+		}
+	}
+	return nil
 }

@@ -88,3 +88,39 @@ func TestCombinedWithoutKeyRefusesBrowsersOfOtherOrigins(t *testing.T) {
 		t.Fatalf("with a key the Host is not restricted: %v %v", err, resp.StatusCode)
 	}
 }
+
+func TestDashboardSettings(t *testing.T) {
+	base := func() Config {
+		scfg := sandbox.DefaultConfig()
+		scfg.AgentBinary = "/bin/true"
+		return Config{Mode: ModeCombined, Addr: "127.0.0.1:8080", DatabaseURL: "postgres://x/y", MaxUpload: 1, Sandbox: scfg,
+			WorkOSClientID: "client_01", WorkOSAPIKey: "sk_test", WorkOSAPIURL: "https://api.workos.com", PublicURL: "https://sandboxes.example.com"}
+	}
+	if err := base().Validate(); err != nil {
+		t.Fatalf("a complete configuration: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		change func(*Config)
+		says   string
+	}{
+		"no api key":      {func(c *Config) { c.WorkOSAPIKey = "" }, "WORKOS_API_KEY"},
+		"no client id":    {func(c *Config) { c.WorkOSClientID = "" }, "WORKOS_CLIENT_ID"},
+		"no database":     {func(c *Config) { c.DatabaseURL = "" }, "DATABASE_URL"},
+		"no public url":   {func(c *Config) { c.PublicURL = "" }, "OPENSANDBOX_PUBLIC_URL"},
+		"relative url":    {func(c *Config) { c.PublicURL = "sandboxes.example.com" }, "OPENSANDBOX_PUBLIC_URL"},
+		"url with a path": {func(c *Config) { c.PublicURL = "https://example.com/app" }, "OPENSANDBOX_PUBLIC_URL"},
+		"bad workos url":  {func(c *Config) { c.WorkOSAPIURL = "ftp://api.workos.com" }, "WORKOS_API_URL"},
+	} {
+		c := base()
+		tc.change(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want an error naming %s", name, err, tc.says)
+		}
+	}
+	// Without any WorkOS setting there is no dashboard, and nothing to check.
+	c := base()
+	c.WorkOSClientID, c.WorkOSAPIKey, c.PublicURL = "", "", ""
+	if err := c.Validate(); err != nil || c.dashboard() {
+		t.Fatalf("no dashboard: %v, dashboard()=%v", err, c.dashboard())
+	}
+}

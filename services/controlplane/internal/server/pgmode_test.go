@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -112,4 +114,45 @@ func TestCombinedWithPostgres(t *testing.T) {
 	wantError(t, resp, body, 403, "forbidden")
 	resp, body = (&stack{url: admin.url}).do(t, "GET", "/sandboxes", nil)
 	wantError(t, resp, body, 401, "unauthenticated")
+}
+
+// With WorkOS configured the combined server serves the dashboard beside
+// the API, and the API still takes only keys.
+func TestCombinedServesTheDashboard(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, pgtest.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	cfg := Config{Mode: ModeCombined, APIKey: "static-admin-key", MaxUpload: 1 << 20, Sandbox: sandboxtest.Config(t),
+		WorkOSClientID: "client_01", WorkOSAPIKey: "sk_test", WorkOSAPIURL: "https://workos.invalid", PublicURL: "http://127.0.0.1:1"}
+	reg := obs.NewRegistry()
+	a := newCombinedApp(sandboxtest.Logger(t), reg, nil, cfg, newPGParts(sandboxtest.Logger(t), reg, st, cfg), nil)
+	get := func(path, key string) *http.Response {
+		req := httptest.NewRequest("GET", path, nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := a.Test(req, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := get("/dashboard/", ""); r.StatusCode != 200 || r.Header.Get("Content-Security-Policy") == "" {
+		t.Fatalf("/dashboard/: %s", r.Status)
+	}
+	if r := get("/auth/login", ""); r.StatusCode != 302 || !strings.HasPrefix(r.Header.Get("Location"), "https://workos.invalid/user_management/authorize?") {
+		t.Fatalf("/auth/login: %s to %q", r.Status, r.Header.Get("Location"))
+	}
+	if r := get("/dashboard/api/me", ""); r.StatusCode != 401 {
+		t.Fatalf("/dashboard/api/me without a session: %s", r.Status)
+	}
+	if r := get("/sessions", ""); r.StatusCode != 401 {
+		t.Fatalf("/sessions without a key: %s", r.Status)
+	}
+	if r := get("/sessions", cfg.APIKey); r.StatusCode != 200 {
+		t.Fatalf("/sessions with the key: %s", r.Status)
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/admin"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/dashboard"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/keyauth"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/sessions"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
@@ -91,6 +92,15 @@ type pgParts struct {
 	st      *store.Store
 	tracker *sessions.Tracker
 	authn   *keyauth.Authenticator
+	dash    *dashboard.Dashboard // nil without WorkOS
+}
+
+// mountDashboard adds the web dashboard where it is configured; it goes
+// before the API-key middleware (its routes take the session cookie).
+func (pg *pgParts) mountDashboard(app *fiber.App) {
+	if pg != nil && pg.dash != nil {
+		pg.dash.Mount(app, pg.tracker.Handler())
+	}
 }
 
 func newPGParts(log *slog.Logger, reg prometheus.Registerer, st *store.Store, cfg Config) *pgParts {
@@ -98,11 +108,18 @@ func newPGParts(log *slog.Logger, reg prometheus.Registerer, st *store.Store, cf
 		Name: "opensandbox_auth_failures_total", Help: "Refused credentials, by surface (http, grpc) and reason.",
 	}, []string{"surface", "reason"})
 	reg.MustRegister(failures)
-	return &pgParts{
+	pg := &pgParts{
 		st:      st,
 		tracker: sessions.NewTracker(log, st, cfg.Sandbox.DefaultTimeout),
 		authn:   keyauth.New(log, cfg.APIKey, st, func(reason string) { failures.WithLabelValues("http", reason).Inc() }),
 	}
+	if cfg.dashboard() {
+		pg.dash = dashboard.New(log, st, dashboard.Config{
+			WorkOS:    &dashboard.WorkOS{BaseURL: cfg.WorkOSAPIURL, ClientID: cfg.WorkOSClientID, APIKey: cfg.WorkOSAPIKey},
+			PublicURL: cfg.PublicURL,
+		}, reg)
+	}
+	return pg
 }
 
 func newCombinedApp(log *slog.Logger, reg *prometheus.Registry, mgr *sandbox.Manager, cfg Config, pg *pgParts, ev *events) *fiber.App {
@@ -123,6 +140,7 @@ func newCombinedApp(log *slog.Logger, reg *prometheus.Registry, mgr *sandbox.Man
 		authenticated = func(c *fiber.Ctx) bool { return auth.Carries(c, cfg.MetricsToken) || pg.authn.Valid(c) }
 	}
 	app.Get("/health", healthHandler(ModeCombined, ev, authenticated))
+	pg.mountDashboard(app)
 	keyed := keyedWithMetrics(app, authn, reg, cfg.MetricsToken)
 	if pg != nil {
 		keyed.Get("/sessions", pg.tracker.Handler())

@@ -130,6 +130,7 @@ func (s *Store) UpdateOrgQuota(ctx context.Context, id string, maxConcurrent, ma
 type APIKey struct {
 	ID        string
 	OrgID     string
+	CreatedBy string // the user who made it ("" for an operator's key); written, not read back
 	Name      string
 	Prefix    string
 	Scopes    []string
@@ -161,8 +162,8 @@ func (s *Store) CreateAPIKey(ctx context.Context, k APIKey, hash string) (APIKey
 	if len(k.Scopes) == 0 {
 		k.Scopes = []string{"sandboxes:write"}
 	}
-	out, err := scanKey(s.pool.QueryRow(ctx, `INSERT INTO api_keys AS k (org_id, name, key_hash, key_prefix, scopes, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+keyCols, k.OrgID, k.Name, hash, k.Prefix, k.Scopes, k.ExpiresAt))
+	out, err := scanKey(s.pool.QueryRow(ctx, `INSERT INTO api_keys AS k (org_id, name, key_hash, key_prefix, scopes, expires_at, created_by)
+		VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, '')::uuid) RETURNING `+keyCols, k.OrgID, k.Name, hash, k.Prefix, k.Scopes, k.ExpiresAt, k.CreatedBy))
 	if isUnique(err) {
 		return out, fmt.Errorf("api key: %w", ErrExists)
 	}

@@ -278,3 +278,38 @@ func TestWorkerLossAndSweep(t *testing.T) {
 		t.Fatalf("workers %+v %v", ws, err)
 	}
 }
+
+func TestProvisionUser(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	// A user an operator made before WorkOS: linked by email, same org.
+	org, err := s.CreateOrg(ctx, Org{Name: "Acme", Slug: "acme", MaxConcurrentSandboxes: 5, MaxSandboxTimeoutSec: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before string
+	if err := s.pool.QueryRow(ctx, `INSERT INTO users (org_id, email, role) VALUES ($1, 'ops@acme.test', 'admin') RETURNING id::text`, org.ID).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	u, o, err := s.ProvisionUser(ctx, Identity{WorkOSUserID: "user_01OPS", Email: "ops@acme.test", Name: "Ops"})
+	if err != nil || u.ID != before || o.ID != org.ID || u.Role != "admin" || u.Name != "Ops" {
+		t.Fatalf("linked user %+v org %+v: %v (want user %s in %s)", u, o, err, before, org.ID)
+	}
+	// Signing in again with a changed email follows the WorkOS id.
+	u2, _, err := s.ProvisionUser(ctx, Identity{WorkOSUserID: "user_01OPS", Email: "ops2@acme.test"})
+	if err != nil || u2.ID != before || u2.Email != "ops2@acme.test" {
+		t.Fatalf("same WorkOS id, new email: %+v, %v", u2, err)
+	}
+	// Outside any WorkOS organization a new user gets an org of its own, as owner.
+	solo, soloOrg, err := s.ProvisionUser(ctx, Identity{WorkOSUserID: "user_01SOLO", Email: "Solo.Dev@Example.test"})
+	if err != nil || solo.Role != "owner" || soloOrg.ID == org.ID || !strings.HasPrefix(soloOrg.Slug, "solo-dev-") {
+		t.Fatalf("solo user %+v org %+v: %v", solo, soloOrg, err)
+	}
+	// Another WorkOS user with an email already linked elsewhere is refused, not merged.
+	if _, _, err := s.ProvisionUser(ctx, Identity{WorkOSUserID: "user_01OTHER", Email: "ops2@acme.test"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("taken email: %v, want ErrExists", err)
+	}
+	if _, _, err := s.ProvisionUser(ctx, Identity{Email: "x@y.test"}); err == nil {
+		t.Fatal("an identity without a WorkOS id was provisioned")
+	}
+}

@@ -1,0 +1,137 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
+)
+
+// WorkOS speaks the parts of WorkOS User Management (AuthKit) that signing
+// in needs, over its documented HTTP API: the authorization URL, the code
+// exchange and the organization lookup.
+type WorkOS struct {
+	BaseURL  string // https://api.workos.com
+	ClientID string // client_...
+	APIKey   string // sk_...: the client secret of the code exchange
+	HTTP     *http.Client
+}
+
+// errRefused is WorkOS turning the sign-in down (a bad or used code); any
+// other failure is WorkOS being unreachable or broken.
+var errRefused = errors.New("WorkOS refused the sign-in")
+
+// AuthorizeURL is where a browser signs in; WorkOS sends it back to
+// redirectURI with a code and the state.
+func (w *WorkOS) AuthorizeURL(redirectURI, state string) string {
+	q := url.Values{
+		"client_id":     {w.ClientID},
+		"redirect_uri":  {redirectURI},
+		"response_type": {"code"},
+		"provider":      {"authkit"},
+		"state":         {state},
+	}
+	return strings.TrimRight(w.BaseURL, "/") + "/user_management/authorize?" + q.Encode()
+}
+
+// Authenticate exchanges the code of a sign-in for who signed in.
+func (w *WorkOS) Authenticate(ctx context.Context, code, ip, userAgent string) (store.Identity, error) {
+	body, _ := json.Marshal(map[string]string{
+		"client_id": w.ClientID, "client_secret": w.APIKey, "grant_type": "authorization_code",
+		"code": code, "ip_address": ip, "user_agent": userAgent,
+	})
+	var out struct {
+		User struct {
+			ID        string  `json:"id"`
+			Email     string  `json:"email"`
+			FirstName *string `json:"first_name"`
+			LastName  *string `json:"last_name"`
+		} `json:"user"`
+		OrganizationID string `json:"organization_id"`
+	}
+	if err := w.do(ctx, http.MethodPost, "/user_management/authenticate", bytes.NewReader(body), false, &out); err != nil {
+		return store.Identity{}, err
+	}
+	if out.User.ID == "" || out.User.Email == "" {
+		return store.Identity{}, fmt.Errorf("WorkOS answered a sign-in without a user id or email")
+	}
+	var name []string
+	for _, p := range []*string{out.User.FirstName, out.User.LastName} {
+		if p != nil && *p != "" {
+			name = append(name, *p)
+		}
+	}
+	id := store.Identity{WorkOSUserID: out.User.ID, Email: out.User.Email, Name: strings.Join(name, " "), WorkOSOrgID: out.OrganizationID}
+	if id.WorkOSOrgID != "" {
+		var org struct {
+			Name string `json:"name"`
+		}
+		if err := w.do(ctx, http.MethodGet, "/organizations/"+url.PathEscape(id.WorkOSOrgID), nil, true, &org); err != nil {
+			return store.Identity{}, fmt.Errorf("organization %s: %w", id.WorkOSOrgID, err)
+		}
+		id.OrgName = org.Name
+	}
+	return id, nil
+}
+
+// do calls WorkOS and decodes its JSON answer into out.
+func (w *WorkOS) do(ctx context.Context, method, path string, body io.Reader, bearer bool, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(w.BaseURL, "/")+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if bearer {
+		req.Header.Set("Authorization", "Bearer "+w.APIKey)
+	}
+	client := w.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("WorkOS %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("WorkOS %s: %w", path, err)
+	}
+	switch {
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests:
+		// The body says why (invalid_grant, ...); it carries no secret.
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+			Message     string `json:"message"`
+		}
+		json.Unmarshal(data, &e)
+		return fmt.Errorf("%w: %s %s %s", errRefused, resp.Status, e.Error, orElse(e.Description, e.Message))
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("WorkOS %s: %s", path, resp.Status)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("WorkOS %s: %w", path, err)
+	}
+	return nil
+}
+
+func orElse(s, fallback string) string {
+	if s != "" {
+		return s
+	}
+	return fallback
+}

@@ -1,0 +1,163 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// User is one users row.
+type User struct {
+	ID    string
+	OrgID string
+	Email string
+	Name  string
+	Role  string // owner, admin, member
+}
+
+const userCols = `u.id::text, u.org_id::text, u.email, u.name, u.role`
+
+func scanUser(row pgx.Row, extra ...any) (User, error) {
+	var u User
+	err := row.Scan(append([]any{&u.ID, &u.OrgID, &u.Email, &u.Name, &u.Role}, extra...)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, ErrNotFound
+	}
+	return u, err
+}
+
+// Identity is who WorkOS says signed in.
+type Identity struct {
+	WorkOSUserID string
+	Email        string
+	Name         string
+	WorkOSOrgID  string // "" when the user signed in outside an organization
+	OrgName      string // the WorkOS organization's name, when there is one
+}
+
+// ProvisionUser finds or creates the user of a sign-in, and its org, in one
+// transaction: by WorkOS user id, else by email (a user an operator made
+// before), else new — in the org of its WorkOS organization, or in an org of
+// its own. The first user of an org owns it.
+func (s *Store) ProvisionUser(ctx context.Context, id Identity) (User, Org, error) {
+	if id.WorkOSUserID == "" || id.Email == "" {
+		return User{}, Org{}, errors.New("provision user: WorkOS user id and email are required")
+	}
+	var u User
+	var o Org
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		u, err = scanUser(tx.QueryRow(ctx, `UPDATE users u SET email = $2, name = $3 WHERE workos_user_id = $1 RETURNING `+userCols,
+			id.WorkOSUserID, id.Email, id.Name))
+		if errors.Is(err, ErrNotFound) {
+			u, err = scanUser(tx.QueryRow(ctx, `UPDATE users u SET workos_user_id = $1, name = COALESCE(NULLIF($3, ''), name)
+				WHERE email = $2 AND workos_user_id IS NULL RETURNING `+userCols, id.WorkOSUserID, id.Email, id.Name))
+		}
+		if errors.Is(err, ErrNotFound) {
+			var orgID string
+			if orgID, err = provisionOrg(ctx, tx, id); err != nil {
+				return err
+			}
+			u, err = scanUser(tx.QueryRow(ctx, `INSERT INTO users AS u (org_id, email, name, workos_user_id, role)
+				VALUES ($1, $2, $3, $4, CASE WHEN EXISTS (SELECT 1 FROM users WHERE org_id = $1) THEN 'member' ELSE 'owner' END)
+				RETURNING `+userCols, orgID, id.Email, id.Name, id.WorkOSUserID))
+		}
+		if err != nil {
+			return err
+		}
+		o, err = scanOrg(tx.QueryRow(ctx, `SELECT `+orgCols+` FROM orgs WHERE id = $1`, u.OrgID))
+		return err
+	})
+	if isUnique(err) {
+		return User{}, Org{}, fmt.Errorf("provision user %s: %w", id.Email, ErrExists)
+	}
+	return u, o, err
+}
+
+// provisionOrg returns the org of a new user: its WorkOS organization's
+// (created on first sight), or a new one of its own.
+func provisionOrg(ctx context.Context, tx pgx.Tx, id Identity) (string, error) {
+	name, base := id.Email, id.Email
+	if id.WorkOSOrgID != "" {
+		var orgID string
+		err := tx.QueryRow(ctx, `SELECT id::text FROM orgs WHERE workos_org_id = $1`, id.WorkOSOrgID).Scan(&orgID)
+		if err == nil || !errors.Is(err, pgx.ErrNoRows) {
+			return orgID, err
+		}
+		name, base = orElse(id.OrgName, id.WorkOSOrgID), orElse(id.OrgName, id.WorkOSOrgID)
+	} else if local, _, ok := strings.Cut(id.Email, "@"); ok {
+		base = local
+	}
+	var orgID string
+	err := tx.QueryRow(ctx, `INSERT INTO orgs (name, slug, workos_org_id) VALUES ($1, $2, NULLIF($3, '')) RETURNING id::text`,
+		name, slugFor(base), id.WorkOSOrgID).Scan(&orgID)
+	return orgID, err
+}
+
+func orElse(s, fallback string) string {
+	if s != "" {
+		return s
+	}
+	return fallback
+}
+
+var nonSlug = regexp.MustCompile(`[^a-z0-9]+`)
+
+// slugFor makes a unique slug from a name: its letters and digits and a
+// random suffix (slugs are unique; names need not be).
+func slugFor(name string) string {
+	s := strings.Trim(nonSlug.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	if len(s) > 40 {
+		s = strings.TrimRight(s[:40], "-")
+	}
+	if s == "" {
+		s = "org"
+	}
+	b := make([]byte, 3)
+	rand.Read(b)
+	return s + "-" + hex.EncodeToString(b)
+}
+
+// CreateDashboardSession stores a signed-in browser's session by the hash of
+// its token; expired sessions are cleared on the way.
+func (s *Store) CreateDashboardSession(ctx context.Context, userID, tokenHash string, expires time.Time) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM dashboard_sessions WHERE expires_at < now()`); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO dashboard_sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)`, tokenHash, userID, expires)
+	return err
+}
+
+// DashboardSession finds the user and org of a live session.
+func (s *Store) DashboardSession(ctx context.Context, tokenHash string) (User, Org, error) {
+	var o Org
+	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+`, o.id::text, o.name, o.slug, o.plan, o.max_concurrent_sandboxes, o.max_sandbox_timeout_sec, o.created_at
+		FROM dashboard_sessions d JOIN users u ON u.id = d.user_id JOIN orgs o ON o.id = u.org_id
+		WHERE d.token_hash = $1 AND d.expires_at > now()`, tokenHash),
+		&o.ID, &o.Name, &o.Slug, &o.Plan, &o.MaxConcurrentSandboxes, &o.MaxSandboxTimeoutSec, &o.CreatedAt)
+	return u, o, err
+}
+
+// DeleteDashboardSession ends a session (signing out).
+func (s *Store) DeleteDashboardSession(ctx context.Context, tokenHash string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM dashboard_sessions WHERE token_hash = $1`, tokenHash)
+	return err
+}
+
+// RevokeOrgKey revokes one of an org's live keys by id; another org's key,
+// an unknown id and a revoked key all answer ErrNotFound.
+func (s *Store) RevokeOrgKey(ctx context.Context, orgID, keyID string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE api_keys SET revoked_at = now()
+		WHERE id::text = $2 AND org_id = $1 AND revoked_at IS NULL`, orgID, keyID)
+	if err == nil && tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return err
+}
