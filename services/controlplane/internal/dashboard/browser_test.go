@@ -56,6 +56,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		WorkerID: "w1", Status: api.StatusRunning, StartedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
+	addCommand(t, s, "sb-browser", "python3", 1, time.Now())
 	s.workos.next = who
 
 	b := newBrowser(t)
@@ -83,6 +84,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	email, orgName, status := text("#user-email"), text("#org-name"), text(`#sessions-table tr[data-sandbox-id="sb-browser"] .status`)
 	if email != who.Email || orgName != org.Name || status != "running" {
 		t.Fatalf("page shows email %q org %q status %q; want %q %q running", email, orgName, status, who.Email, org.Name)
+	}
+
+	do("open the sandbox's command history",
+		chromedp.Click(chromedp.CSS(`#sessions-table tr[data-sandbox-id="sb-browser"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#commands-table tbody tr code")),
+	)
+	if line, exit := text("#commands-table tbody tr code"), text("#commands-table tbody tr .exit"); line != "python3 -v" || exit != "1" {
+		t.Fatalf("command history shows %q exit %q; want python3 -v, exit 1", line, exit)
 	}
 
 	do("create a key",

@@ -87,6 +87,7 @@ func (d *Dashboard) Mount(app *fiber.App, sessions fiber.Handler) {
 	api := app.Group("/dashboard/api", d.requireSession)
 	api.Get("/me", d.me)
 	api.Get("/sessions", sessions)
+	api.Get("/sessions/:sandboxID/commands", d.commands)
 	api.Get("/keys", d.listKeys)
 	api.Post("/keys", requireCSRF, d.createKey)
 	api.Delete("/keys/:id", requireCSRF, d.revokeKey)
@@ -234,6 +235,41 @@ func (d *Dashboard) me(c *fiber.Ctx) error {
 	out.User.ID, out.User.Email, out.User.Name, out.User.Role = u.ID, u.Email, u.Name, u.Role
 	out.Org.ID, out.Org.Name, out.Org.Slug, out.Org.Plan = o.ID, o.Name, o.Slug, o.Plan
 	out.Org.MaxConcurrentSandboxes, out.Org.MaxSandboxTimeoutSec = o.MaxConcurrentSandboxes, o.MaxSandboxTimeoutSec
+	return c.JSON(out)
+}
+
+type commandJSON struct {
+	Command    string    `json:"command"`
+	Args       []string  `json:"args"`
+	Cwd        string    `json:"cwd,omitempty"`
+	ExitCode   int       `json:"exitCode"`
+	DurationMs int64     `json:"durationMs"`
+	StdoutLen  int64     `json:"stdoutLen"`
+	StderrLen  int64     `json:"stderrLen"`
+	CreatedAt  time.Time `json:"createdAt"`
+}
+
+// commands serves a sandbox's command history, newest first (?limit=,
+// default 100, at most 1000).
+func (d *Dashboard) commands(c *fiber.Ctx) error {
+	limit := c.QueryInt("limit", 100)
+	if limit <= 0 || limit > 1000 {
+		return errs.Invalid("limit must be between 1 and 1000")
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), dbTimeout)
+	defer cancel()
+	list, err := d.st.Commands(ctx, c.Locals(localOrg).(store.Org).ID, c.Params("sandboxID"), limit)
+	if errors.Is(err, store.ErrNotFound) {
+		return errs.NotFound("sandbox_not_found", "no sandbox %q in this org", c.Params("sandboxID"))
+	}
+	if err != nil {
+		return errs.Unavailable("database_unavailable", "cannot read the command history now").WithCause(err)
+	}
+	out := make([]commandJSON, 0, len(list))
+	for _, x := range list {
+		out = append(out, commandJSON{Command: x.Command, Args: x.Args, Cwd: x.Cwd, ExitCode: x.ExitCode, DurationMs: x.DurationMs,
+			StdoutLen: x.StdoutLen, StderrLen: x.StderrLen, CreatedAt: x.CreatedAt})
+	}
 	return c.JSON(out)
 }
 

@@ -195,6 +195,25 @@ func TestSignInKeysAndSessions(t *testing.T) {
 		t.Fatalf("bad status filter: %d", code)
 	}
 
+	// A sandbox's command history (written by the event syncer): the org's
+	// sandboxes only, newest first.
+	for i, x := range []struct{ sandbox, command string }{{"sb-acme-1", "ls"}, {"sb-other", "cat"}, {"sb-acme-1", "make"}} {
+		addCommand(t, s, x.sandbox, x.command, i, time.Now().Add(time.Duration(i)*time.Second))
+	}
+	var cmds []commandJSON
+	if code := do(t, c, "GET", s.url+"/dashboard/api/sessions/sb-acme-1/commands", "", false, &cmds); code != 200 {
+		t.Fatalf("commands: %d", code)
+	}
+	if len(cmds) != 2 || cmds[0].Command != "make" || cmds[1].Command != "ls" || cmds[0].ExitCode != 2 || cmds[0].Args[0] != "-v" {
+		t.Fatalf("commands %+v", cmds)
+	}
+	if code := do(t, c, "GET", s.url+"/dashboard/api/sessions/sb-other/commands", "", false, nil); code != http.StatusNotFound {
+		t.Fatalf("another org's sandbox: %d", code)
+	}
+	if code := do(t, c, "GET", s.url+"/dashboard/api/sessions/sb-acme-1/commands?limit=0", "", false, nil); code != http.StatusBadRequest {
+		t.Fatalf("limit 0: %d", code)
+	}
+
 	// Revoking: another org's key is not found; the org's own key stops working.
 	otherSecret := store.NewKey()
 	otherKey, err := s.st.CreateAPIKey(ctx, store.APIKey{OrgID: other.ID, Name: "theirs", Prefix: store.VisiblePrefix(otherSecret)}, store.HashKey(otherSecret))
@@ -336,5 +355,14 @@ func TestPagesCarrySecurityHeaders(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("missing file: %s", resp.Status)
+	}
+}
+
+// addCommand writes a command_logs row as the event syncer does.
+func addCommand(t *testing.T, s *testServer, sandboxID, command string, exitCode int, at time.Time) {
+	_, err := s.st.Pool().Exec(context.Background(), `INSERT INTO command_logs (event_id, sandbox_id, command, args, exit_code, duration_ms, stdout_len, created_at)
+		VALUES ($1, $2, $3, '{-v}', $4, 12, 2048, $5)`, randomToken(), sandboxID, command, exitCode, at)
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -161,3 +161,37 @@ func (s *Store) RevokeOrgKey(ctx context.Context, orgID, keyID string) error {
 	}
 	return err
 }
+
+// CommandLog is one command_logs row.
+type CommandLog struct {
+	Command    string
+	Args       []string
+	Cwd        string
+	ExitCode   int
+	DurationMs int64
+	StdoutLen  int64
+	StderrLen  int64
+	CreatedAt  time.Time
+}
+
+// Commands returns the newest commands of one of an org's sandboxes (the
+// event syncer writes them); a sandbox of another org answers ErrNotFound.
+func (s *Store) Commands(ctx context.Context, orgID, sandboxID string, limit int) ([]CommandLog, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM sandbox_sessions WHERE sandbox_id = $1 AND org_id = $2`, sandboxID, orgID).Scan(&n); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, ErrNotFound
+	}
+	rows, err := s.pool.Query(ctx, `SELECT command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, created_at
+		FROM command_logs WHERE sandbox_id = $1 ORDER BY created_at DESC LIMIT $2`, sandboxID, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (CommandLog, error) {
+		var c CommandLog
+		err := r.Scan(&c.Command, &c.Args, &c.Cwd, &c.ExitCode, &c.DurationMs, &c.StdoutLen, &c.StderrLen, &c.CreatedAt)
+		return c, err
+	})
+}

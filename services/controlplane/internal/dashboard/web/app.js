@@ -94,7 +94,7 @@ function messageRow(id, columns, text) {
 // Each list load gets a sequence number so that a slow, older response
 // (e.g. after the filter changed twice quickly, or after sign-out) cannot
 // overwrite newer content.
-const seq = { sessions: 0, keys: 0 };
+const seq = { sessions: 0, keys: 0, commands: 0 };
 
 // -------------------------------------------------------------- views ----
 
@@ -102,6 +102,10 @@ function showSignedIn(me) {
   $('loading').hidden = true;
   $('org-name').textContent = me.org ? me.org.name : '';
   $('user-email').textContent = me.user ? me.user.email : '';
+  const org = me.org || {};
+  $('org-limits').textContent = org.maxConcurrentSandboxes !== undefined
+    ? `Up to ${org.maxConcurrentSandboxes} sandboxes at once, each for up to ${org.maxSandboxTimeoutSec} s.`
+    : '';
   $('signed-out').hidden = true;
   $('signed-in').hidden = false;
   selectTab('sandboxes');
@@ -110,6 +114,8 @@ function showSignedIn(me) {
 function showSignedOut() {
   seq.sessions++;
   seq.keys++;
+  hideCommands();
+  $('org-limits').textContent = '';
   $('loading').hidden = true;
   $('signed-in').hidden = true;
   $('signed-out').hidden = false;
@@ -159,7 +165,60 @@ function sessionRow(s) {
     el('td', {}, s.region || DASH),
   );
   row.dataset.sandboxId = s.sandboxID || '';
+  // A row opens the sandbox's command history, by mouse or keyboard.
+  row.classList.add('clickable');
+  row.tabIndex = 0;
+  row.addEventListener('click', () => showCommands(s.sandboxID));
+  row.addEventListener('keydown', (e) => { if (e.key === 'Enter') showCommands(s.sandboxID); });
   return row;
+}
+
+// ----------------------------------------------------------- commands ----
+
+function formatBytes(n) {
+  if (!n) return '0 B';
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+function commandRow(c) {
+  const line = [c.command || '', ...(c.args || [])].join(' ');
+  const exit = el('td', { class: `exit ${c.exitCode === 0 ? 'exit-ok' : 'exit-fail'}` }, String(c.exitCode));
+  return el('tr', {},
+    el('td', {}, el('code', {}, line)),
+    exit,
+    el('td', {}, `${c.durationMs} ms`),
+    el('td', {}, `${formatBytes(c.stdoutLen)} out, ${formatBytes(c.stderrLen)} err`),
+    el('td', {}, formatTime(c.createdAt)),
+  );
+}
+
+async function showCommands(sandboxID) {
+  if (!sandboxID) return;
+  const mine = ++seq.commands;
+  clearError();
+  $('detail-sandbox-id').textContent = sandboxID;
+  $('commands-table').tBodies[0].replaceChildren();
+  $('sandbox-detail').hidden = false;
+  try {
+    const list = await request('GET', `${API}/sessions/${encodeURIComponent(sandboxID)}/commands?limit=100`);
+    if (mine !== seq.commands) return;
+    const rows = Array.isArray(list) ? list : [];
+    $('commands-table').tBodies[0].replaceChildren(...(rows.length
+      ? rows.map(commandRow)
+      : [messageRow('commands-empty', 5, 'No commands recorded yet.')]));
+  } catch (err) {
+    if (mine === seq.commands) handleError(err);
+  }
+}
+
+function hideCommands() {
+  seq.commands++;
+  $('sandbox-detail').hidden = true;
+  $('detail-sandbox-id').textContent = '';
+  $('commands-table').tBodies[0].replaceChildren();
 }
 
 async function loadSessions() {
@@ -319,6 +378,7 @@ function wire() {
   $('tab-keys').addEventListener('click', () => selectTab('keys'));
   $('status-filter').addEventListener('change', () => { clearError(); loadSessions(); });
   $('refresh').addEventListener('click', () => { clearError(); loadSessions(); });
+  $('detail-close').addEventListener('click', hideCommands);
   $('create-key-form').addEventListener('submit', createKey);
   $('new-key-copy').addEventListener('click', copySecret);
   $('new-key-done').addEventListener('click', hideNewKey);
