@@ -10,6 +10,7 @@ package syncer
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -385,7 +386,7 @@ func (s *Syncer) reject(ctx context.Context, f fetched) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for i, b := range f.bad {
+	for _, b := range f.bad {
 		dl := nats.NewMsg(natsx.DeadLetterSubj)
 		dl.Data = b.raw
 		dl.Header.Set("Osb-Original-Subject", f.msg.Subject())
@@ -393,7 +394,8 @@ func (s *Syncer) reject(ctx context.Context, f fetched) {
 		if meta != nil {
 			// Sent again after a failure below, a dead letter collapses
 			// into the one already stored.
-			dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d.%d", meta.Sequence.Stream, i))
+			sum := sha256.Sum256(b.raw)
+			dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d.%x", meta.Sequence.Stream, sum[:12]))
 		}
 		if _, err := s.js.PublishMsg(pctx, dl); err != nil {
 			f.msg.NakWithDelay(time.Second) // keep the message rather than lose an event

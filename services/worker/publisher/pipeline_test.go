@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opensandbox/opensandbox/services/shared/events"
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
+	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
 )
 
 // burst writes n command events spread over sandboxes, in small groups with
@@ -400,5 +402,38 @@ func TestPipelineBadEventInABatch(t *testing.T) {
 			t.Fatalf("event stream still holds %d messages", info.State.Msgs)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A row recorded before events were bounded, too big for one NATS message
+// (2 MiB of arguments, as JSON like earlier versions wrote): it is cut
+// to the bounds on its way out and lands once, instead of holding up its
+// sandbox's events for good.
+func TestPipelineOversizedLegacyEventIsBounded(t *testing.T) {
+	p := newPipeline(t)
+	args := make([]string, 40)
+	for i := range args {
+		args[i] = strings.Repeat("x", 50<<10)
+	}
+	ev := events.Event{ID: events.NewID(), Type: events.TypeCommand, SandboxID: "old", WorkerID: "w1", Region: "test", Time: time.Now().UTC(),
+		Command: &events.CommandData{Command: "echo", Args: args}}
+	payload, _ := json.Marshal(ev)
+	if len(payload) < 1<<20 {
+		t.Fatalf("the legacy row is only %d bytes", len(payload))
+	}
+	if err := p.db("old").AddEvent(context.Background(), sandboxdb.Event{ID: ev.ID, Type: ev.Type, Payload: payload, CreatedAt: ev.Time}); err != nil {
+		t.Fatal(err)
+	}
+	p.writeCommands("old", 3) // and events after it
+	p.startPublisher()
+	p.startSyncer()
+	p.waitRows(4, 30*time.Second)
+	var n, longest int
+	if err := p.pool.QueryRow(context.Background(), `SELECT cardinality(args), (SELECT max(length(a)) FROM unnest(args) a)
+		FROM command_logs WHERE event_id = $1`, ev.ID).Scan(&n, &longest); err != nil {
+		t.Fatal(err)
+	}
+	if n != 40 || longest > events.MaxTextBytes {
+		t.Fatalf("the oversized event landed with %d args, the longest %d bytes", n, longest)
 	}
 }

@@ -404,6 +404,11 @@ func (p *Publisher) publishSandbox(ctx context.Context, id string) error {
 // publishBatch publishes evs in messages of up to EventsPerMessage events,
 // asynchronously, and returns the seqs of the events JetStream acked.
 func (p *Publisher) publishBatch(ctx context.Context, evs []sandboxdb.Event) ([]int64, error) {
+	for i, ev := range evs {
+		if len(ev.Payload) > p.cfg.MaxMessageBytes {
+			evs[i].Payload = bounded(ev.Payload)
+		}
+	}
 	chunks := p.chunk(evs)
 	futures := make([]jetstream.PubAckFuture, 0, len(chunks))
 	for _, c := range chunks {
@@ -448,6 +453,23 @@ func (p *Publisher) publishBatch(ctx context.Context, evs []sandboxdb.Event) ([]
 		firstErr = errors.New("publish refused by the NATS connection")
 	}
 	return acked, firstErr
+}
+
+// bounded re-encodes an oversized event with its free-text fields cut
+// (events.Event.Bound): rows recorded before events were bounded could
+// otherwise exceed NATS' max_payload and hold up their sandbox for good.
+// The event keeps its id; what cannot be decoded is returned as it is.
+func bounded(payload []byte) []byte {
+	ev, err := events.Unmarshal(payload)
+	if err != nil {
+		return payload
+	}
+	ev.Bound()
+	b, err := events.Marshal(ev)
+	if err != nil {
+		return payload
+	}
+	return b
 }
 
 // chunk splits evs, in order, into the events of each message. The split

@@ -44,7 +44,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	ctx := context.Background()
 	who := signIn{UserID: "user_01GRACE", Email: "grace@navy.test", First: "Grace", Last: "Hopper"}
 	// The user exists already (signed in before) and has a running sandbox.
-	_, org, err := s.st.ProvisionUser(ctx, store.Identity{WorkOSUserID: who.UserID, Email: who.Email, Name: "Grace Hopper"})
+	_, org, err := s.st.ProvisionUser(ctx, store.Identity{WorkOSUserID: who.UserID, Email: who.Email, EmailVerified: true, Name: "Grace Hopper"}, true)
 	if err != nil {
 		t.Fatal(err)
 	}

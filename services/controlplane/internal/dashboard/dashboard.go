@@ -35,6 +35,11 @@ type Config struct {
 	// /auth/callback, and an https URL makes the cookies Secure.
 	PublicURL  string
 	SessionTTL time.Duration // default 12 h
+	// PersonalOrgs lets a new user who signs in outside any WorkOS
+	// organization have an org of its own. Off, only members of WorkOS
+	// organizations (and users an operator made) get in: with AuthKit's
+	// sign-up open, anyone on the internet could otherwise run sandboxes.
+	PersonalOrgs bool
 }
 
 // Cookies and the header every state-changing dashboard request carries.
@@ -134,21 +139,32 @@ func (d *Dashboard) callback(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), 15*time.Second)
 	defer cancel()
 	id, err := d.cfg.WorkOS.Authenticate(ctx, code, c.IP(), c.Get(fiber.HeaderUserAgent))
-	if errors.Is(err, errRefused) {
+	switch {
+	case errors.Is(err, errRefused):
 		d.logins.WithLabelValues("refused").Inc()
 		d.log.Warn("dashboard sign-in refused by WorkOS", "err", err)
 		return errs.New(errs.KindUnauthenticated, "unauthenticated", "sign-in failed; start again at /auth/login")
-	}
-	if err != nil {
+	case errors.Is(err, errMisconfigured):
+		d.logins.WithLabelValues("error").Inc()
+		d.log.Error("dashboard sign-in: WorkOS refuses our credentials (WORKOS_CLIENT_ID, WORKOS_API_KEY)", "err", err)
+		return errs.Internal("sign-in is misconfigured on this server", err)
+	case err != nil:
 		d.logins.WithLabelValues("unavailable").Inc()
 		return errs.Unavailable("identity_provider_unavailable", "cannot reach WorkOS now").WithCause(err)
 	}
-	user, org, err := d.st.ProvisionUser(ctx, id)
-	if err != nil {
+	user, org, err := d.st.ProvisionUser(ctx, id, d.cfg.PersonalOrgs)
+	switch {
+	case errors.Is(err, store.ErrEmailUnverified):
+		d.logins.WithLabelValues("refused").Inc()
+		return errs.New(errs.KindForbidden, "forbidden", "verify your email address with the sign-in provider first")
+	case errors.Is(err, store.ErrNoOrganization):
+		d.logins.WithLabelValues("refused").Inc()
+		return errs.New(errs.KindForbidden, "forbidden", "sign in through your organization; this account belongs to none here")
+	case errors.Is(err, store.ErrExists):
 		d.logins.WithLabelValues("error").Inc()
-		if errors.Is(err, store.ErrExists) {
-			return errs.New(errs.KindConflict, "conflict", "another account already uses this email")
-		}
+		return errs.New(errs.KindConflict, "conflict", "another account already uses this email")
+	case err != nil:
+		d.logins.WithLabelValues("error").Inc()
 		return errs.Unavailable("database_unavailable", "cannot sign in now").WithCause(err)
 	}
 	token := randomToken()
@@ -276,6 +292,7 @@ func (d *Dashboard) commands(c *fiber.Ctx) error {
 // keyJSON is a key as the dashboard shows it (never the key itself).
 type keyJSON struct {
 	ID        string     `json:"id"`
+	CreatedBy string     `json:"createdBy,omitempty"` // the user who made it; empty for an operator's key
 	Name      string     `json:"name"`
 	Prefix    string     `json:"prefix"`
 	Scopes    []string   `json:"scopes"`
@@ -286,7 +303,7 @@ type keyJSON struct {
 }
 
 func toKeyJSON(k store.APIKey) keyJSON {
-	return keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes, CreatedAt: k.CreatedAt,
+	return keyJSON{ID: k.ID, CreatedBy: k.CreatedBy, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes, CreatedAt: k.CreatedAt,
 		LastUsed: k.LastUsed, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt}
 }
 
@@ -343,9 +360,17 @@ func (d *Dashboard) revokeKey(c *fiber.Ctx) error {
 	user, org := c.Locals(localUser).(store.User), c.Locals(localOrg).(store.Org)
 	ctx, cancel := context.WithTimeout(c.UserContext(), dbTimeout)
 	defer cancel()
-	err := d.st.RevokeOrgKey(ctx, org.ID, c.Params("id"))
+	// Members revoke the keys they made; owners and admins any of the org's.
+	by := user.ID
+	if user.Role == "owner" || user.Role == "admin" {
+		by = ""
+	}
+	err := d.st.RevokeOrgKey(ctx, org.ID, c.Params("id"), by)
 	if errors.Is(err, store.ErrNotFound) {
 		return errs.NotFound("key_not_found", "no live key %q in this org", c.Params("id"))
+	}
+	if errors.Is(err, store.ErrForbidden) {
+		return errs.New(errs.KindForbidden, "forbidden", "only the org's owners and admins revoke keys others made")
 	}
 	if err != nil {
 		return errs.Unavailable("database_unavailable", "cannot revoke the key now").WithCause(err)

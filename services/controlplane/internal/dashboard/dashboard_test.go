@@ -226,6 +226,19 @@ func TestSignInKeysAndSessions(t *testing.T) {
 	if code := do(t, c, "DELETE", s.url+"/dashboard/api/keys/"+created.Key.ID, "", false, nil); code != http.StatusForbidden {
 		t.Fatalf("revoke without the CSRF header: %d", code)
 	}
+	// A member revokes the keys they made, not the owner's.
+	if code := do(t, c2, "DELETE", s.url+"/dashboard/api/keys/"+created.Key.ID, "", true, nil); code != http.StatusForbidden {
+		t.Fatalf("a member revoking the owner's key: %d", code)
+	}
+	var bobs struct {
+		Key keyJSON `json:"key"`
+	}
+	if code := do(t, c2, "POST", s.url+"/dashboard/api/keys", `{"name":"bob's"}`, true, &bobs); code != http.StatusCreated || bobs.Key.CreatedBy != me2.User.ID {
+		t.Fatalf("member creates a key: %d %+v", code, bobs.Key)
+	}
+	if code := do(t, c2, "DELETE", s.url+"/dashboard/api/keys/"+bobs.Key.ID, "", true, nil); code != http.StatusNoContent {
+		t.Fatalf("a member revoking their own key: %d", code)
+	}
 	if code := do(t, c, "DELETE", s.url+"/dashboard/api/keys/"+created.Key.ID, "", true, nil); code != http.StatusNoContent {
 		t.Fatalf("revoke: %d", code)
 	}
@@ -237,7 +250,7 @@ func TestSignInKeysAndSessions(t *testing.T) {
 	}
 	var keys []keyJSON
 	do(t, c, "GET", s.url+"/dashboard/api/keys", "", false, &keys)
-	if len(keys) != 1 || keys[0].RevokedAt == nil {
+	if len(keys) != 2 || keys[0].RevokedAt == nil || keys[1].RevokedAt == nil {
 		t.Fatalf("keys after revoke: %+v", keys)
 	}
 
@@ -296,6 +309,26 @@ func TestSignInFailures(t *testing.T) {
 	if resp := get(c, s.url+"/auth/callback?code=made-up&state="+state); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("callback with a refused code: %s", resp.Status)
 	}
+	// Signed in, but not let in: an unverified email, and a new user
+	// outside any organization (personal orgs are off here). 403 each.
+	s.workos.orgs["org_01Z"] = "Zeta"
+	for _, who := range []signIn{{UserID: "user_01UNV", Email: "unv@example.test", OrgID: "org_01Z", Unverified: true}, {UserID: "user_01LONE", Email: "lone@example.test"}} {
+		s.workos.next = who
+		resp = get(c, s.url+"/auth/login")
+		code, state := followAuthorize(t, resp.Header.Get("Location"))
+		if resp := get(c, s.url+"/auth/callback?code="+code+"&state="+state); resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("%+v: %s, want 403", who, resp.Status)
+		}
+	}
+	// Our own credentials refused by WorkOS: a server fault (500), not the user's.
+	s.workos.mu.Lock()
+	s.workos.apiKey = "sk_test_rotated"
+	s.workos.mu.Unlock()
+	resp = get(c, s.url+"/auth/login")
+	code, state = followAuthorize(t, resp.Header.Get("Location"))
+	if resp := get(c, s.url+"/auth/callback?code="+code+"&state="+state); resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("callback with a refused client secret: %s", resp.Status)
+	}
 	// WorkOS down: 503, and no session.
 	resp = get(c, s.url+"/auth/login")
 	code, state = followAuthorize(t, resp.Header.Get("Location"))
@@ -309,14 +342,14 @@ func TestSignInFailures(t *testing.T) {
 	if n := count(t, s, `SELECT count(*) FROM users`); n != 0 {
 		t.Fatalf("%d users after failed sign-ins", n)
 	}
-	for _, r := range []string{"bad_state", "refused", "unavailable"} {
+	for _, r := range []string{"bad_state", "refused", "unavailable", "error"} {
 		if testutil.ToFloat64(s.dash.logins.WithLabelValues(r)) == 0 {
 			t.Errorf("sign-ins failing with %s not counted", r)
 		}
 	}
 	// An expired session is refused and its cookie cleared.
 	token := randomToken()
-	u, _, err := s.st.ProvisionUser(context.Background(), store.Identity{WorkOSUserID: "user_01OLD", Email: "old@example.test"})
+	u, _, err := s.st.ProvisionUser(context.Background(), store.Identity{WorkOSUserID: "user_01OLD", Email: "old@example.test", EmailVerified: true}, true)
 	if err != nil {
 		t.Fatal(err)
 	}

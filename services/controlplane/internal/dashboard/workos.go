@@ -25,9 +25,13 @@ type WorkOS struct {
 	HTTP     *http.Client
 }
 
-// errRefused is WorkOS turning the sign-in down (a bad or used code); any
-// other failure is WorkOS being unreachable or broken.
-var errRefused = errors.New("WorkOS refused the sign-in")
+// How a call to WorkOS can fail besides WorkOS being unreachable or broken:
+// the sign-in turned down (a bad or used code, a step AuthKit still wants),
+// or our own credentials refused (a configuration fault, not the user's).
+var (
+	errRefused       = errors.New("WorkOS refused the sign-in")
+	errMisconfigured = errors.New("WorkOS refused this server's credentials")
+)
 
 // AuthorizeURL is where a browser signs in; WorkOS sends it back to
 // redirectURI with a code and the state.
@@ -50,14 +54,24 @@ func (w *WorkOS) Authenticate(ctx context.Context, code, ip, userAgent string) (
 	})
 	var out struct {
 		User struct {
-			ID        string  `json:"id"`
-			Email     string  `json:"email"`
-			FirstName *string `json:"first_name"`
-			LastName  *string `json:"last_name"`
+			ID            string  `json:"id"`
+			Email         string  `json:"email"`
+			EmailVerified bool    `json:"email_verified"`
+			FirstName     *string `json:"first_name"`
+			LastName      *string `json:"last_name"`
 		} `json:"user"`
 		OrganizationID string `json:"organization_id"`
 	}
 	if err := w.do(ctx, http.MethodPost, "/user_management/authenticate", bytes.NewReader(body), false, &out); err != nil {
+		var e *apiError
+		if errors.As(err, &e) {
+			if e.status == http.StatusUnauthorized || e.code == "invalid_client" || e.code == "unauthorized_client" {
+				return store.Identity{}, fmt.Errorf("%w: %v", errMisconfigured, e)
+			}
+			if e.status < 500 && e.status != http.StatusTooManyRequests {
+				return store.Identity{}, fmt.Errorf("%w: %v", errRefused, e)
+			}
+		}
 		return store.Identity{}, err
 	}
 	if out.User.ID == "" || out.User.Email == "" {
@@ -69,12 +83,17 @@ func (w *WorkOS) Authenticate(ctx context.Context, code, ip, userAgent string) (
 			name = append(name, *p)
 		}
 	}
-	id := store.Identity{WorkOSUserID: out.User.ID, Email: out.User.Email, Name: strings.Join(name, " "), WorkOSOrgID: out.OrganizationID}
+	id := store.Identity{WorkOSUserID: out.User.ID, Email: out.User.Email, EmailVerified: out.User.EmailVerified,
+		Name: strings.Join(name, " "), WorkOSOrgID: out.OrganizationID}
 	if id.WorkOSOrgID != "" {
 		var org struct {
 			Name string `json:"name"`
 		}
 		if err := w.do(ctx, http.MethodGet, "/organizations/"+url.PathEscape(id.WorkOSOrgID), nil, true, &org); err != nil {
+			var e *apiError
+			if errors.As(err, &e) && e.status == http.StatusUnauthorized {
+				err = fmt.Errorf("%w: %v", errMisconfigured, e)
+			}
 			return store.Identity{}, fmt.Errorf("organization %s: %w", id.WorkOSOrgID, err)
 		}
 		id.OrgName = org.Name
@@ -110,23 +129,32 @@ func (w *WorkOS) do(ctx context.Context, method, path string, body io.Reader, be
 	if err != nil {
 		return fmt.Errorf("WorkOS %s: %w", path, err)
 	}
-	switch {
-	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests:
+	if resp.StatusCode != http.StatusOK {
 		// The body says why (invalid_grant, ...); it carries no secret.
 		var e struct {
 			Error       string `json:"error"`
+			Code        string `json:"code"`
 			Description string `json:"error_description"`
 			Message     string `json:"message"`
 		}
 		json.Unmarshal(data, &e)
-		return fmt.Errorf("%w: %s %s %s", errRefused, resp.Status, e.Error, orElse(e.Description, e.Message))
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("WorkOS %s: %s", path, resp.Status)
+		return &apiError{path: path, status: resp.StatusCode, code: orElse(e.Error, e.Code), message: orElse(e.Description, e.Message)}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("WorkOS %s: %w", path, err)
 	}
 	return nil
+}
+
+// apiError is a WorkOS answer other than 200.
+type apiError struct {
+	path          string
+	status        int
+	code, message string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("WorkOS %s: %d %s %s", e.path, e.status, e.code, e.message)
 }
 
 func orElse(s, fallback string) string {

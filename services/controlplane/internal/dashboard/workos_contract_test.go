@@ -33,6 +33,7 @@ type fakeWorkOS struct {
 
 type signIn struct {
 	UserID, Email, First, Last, OrgID string
+	Unverified                        bool // the email is not verified
 }
 
 func newFakeWorkOS(t testing.TB) *fakeWorkOS {
@@ -95,7 +96,7 @@ func (f *fakeWorkOS) authenticate(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"invalid_grant","error_description":"The code is invalid or expired."}`, http.StatusBadRequest)
 		return
 	}
-	user := map[string]any{"object": "user", "id": who.UserID, "email": who.Email, "email_verified": true,
+	user := map[string]any{"object": "user", "id": who.UserID, "email": who.Email, "email_verified": !who.Unverified,
 		"first_name": nilIfEmpty(who.First), "last_name": nilIfEmpty(who.Last), "created_at": "2026-11-28T12:00:00.000Z"}
 	out := map[string]any{"user": user, "access_token": "eyJ.fake.jwt", "refresh_token": "refresh_fake", "authentication_method": "Password"}
 	if who.OrgID != "" {
@@ -162,7 +163,7 @@ func TestWorkOSContractSignIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.WorkOSUserID != "user_01A" || id.Email != "ada@example.com" || id.Name != "Ada Lovelace" || id.WorkOSOrgID != "org_01X" || id.OrgName != "Analytical Engines" {
+	if id.WorkOSUserID != "user_01A" || id.Email != "ada@example.com" || !id.EmailVerified || id.Name != "Ada Lovelace" || id.WorkOSOrgID != "org_01X" || id.OrgName != "Analytical Engines" {
 		t.Fatalf("identity %+v", id)
 	}
 	// A code is single-use: WorkOS refuses it again, and that is a refusal,
@@ -170,11 +171,11 @@ func TestWorkOSContractSignIn(t *testing.T) {
 	if _, err := w.Authenticate(context.Background(), code, "", ""); !errors.Is(err, errRefused) {
 		t.Fatalf("reused code: %v, want errRefused", err)
 	}
-	// A wrong secret is refused too.
+	// A wrong secret is this server's fault, not the user's.
 	bad := f.client()
 	bad.APIKey = "sk_test_wrong"
-	if _, err := bad.Authenticate(context.Background(), "whatever", "", ""); !errors.Is(err, errRefused) {
-		t.Fatalf("wrong secret: %v, want errRefused", err)
+	if _, err := bad.Authenticate(context.Background(), "whatever", "", ""); !errors.Is(err, errMisconfigured) {
+		t.Fatalf("wrong secret: %v, want errMisconfigured", err)
 	}
 }
 

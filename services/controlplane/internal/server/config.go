@@ -61,6 +61,7 @@ type Config struct {
 	WorkOSAPIKey   string
 	WorkOSAPIURL   string
 	PublicURL      string // the control plane as browsers reach it
+	PersonalOrgs   bool   // new users outside any WorkOS organization get an org of their own
 }
 
 // dashboard reports whether the web dashboard is configured.
@@ -101,6 +102,7 @@ func LoadConfig() (Config, error) {
 		WorkOSAPIKey:   e.String("WORKOS_API_KEY", ""),
 		WorkOSAPIURL:   e.String("WORKOS_API_URL", "https://api.workos.com"),
 		PublicURL:      e.String("OPENSANDBOX_PUBLIC_URL", ""),
+		PersonalOrgs:   e.Bool("OPENSANDBOX_DASHBOARD_PERSONAL_ORGS", false),
 		StaleAfter:     e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
 		GRPCTLS: grpcx.TLSFiles{
 			Cert: e.String("OPENSANDBOX_GRPC_TLS_CERT", ""),

@@ -115,8 +115,9 @@ func newPGParts(log *slog.Logger, reg prometheus.Registerer, st *store.Store, cf
 	}
 	if cfg.dashboard() {
 		pg.dash = dashboard.New(log, st, dashboard.Config{
-			WorkOS:    &dashboard.WorkOS{BaseURL: cfg.WorkOSAPIURL, ClientID: cfg.WorkOSClientID, APIKey: cfg.WorkOSAPIKey},
-			PublicURL: cfg.PublicURL,
+			WorkOS:       &dashboard.WorkOS{BaseURL: cfg.WorkOSAPIURL, ClientID: cfg.WorkOSClientID, APIKey: cfg.WorkOSAPIKey},
+			PublicURL:    cfg.PublicURL,
+			PersonalOrgs: cfg.PersonalOrgs,
 		}, reg)
 	}
 	return pg

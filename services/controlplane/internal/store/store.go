@@ -130,7 +130,7 @@ func (s *Store) UpdateOrgQuota(ctx context.Context, id string, maxConcurrent, ma
 type APIKey struct {
 	ID        string
 	OrgID     string
-	CreatedBy string // the user who made it ("" for an operator's key); written, not read back
+	CreatedBy string // the user who made it ("" for an operator's key)
 	Name      string
 	Prefix    string
 	Scopes    []string
@@ -146,11 +146,11 @@ type KeyOwner struct {
 	Org Org
 }
 
-const keyCols = `k.id::text, k.org_id::text, k.name, k.key_prefix, k.scopes, k.last_used, k.expires_at, k.revoked_at, k.created_at`
+const keyCols = `k.id::text, k.org_id::text, COALESCE(k.created_by::text, ''), k.name, k.key_prefix, k.scopes, k.last_used, k.expires_at, k.revoked_at, k.created_at`
 
 func scanKey(row pgx.Row, extra ...any) (APIKey, error) {
 	var k APIKey
-	err := row.Scan(append([]any{&k.ID, &k.OrgID, &k.Name, &k.Prefix, &k.Scopes, &k.LastUsed, &k.ExpiresAt, &k.RevokedAt, &k.CreatedAt}, extra...)...)
+	err := row.Scan(append([]any{&k.ID, &k.OrgID, &k.CreatedBy, &k.Name, &k.Prefix, &k.Scopes, &k.LastUsed, &k.ExpiresAt, &k.RevokedAt, &k.CreatedAt}, extra...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return k, ErrNotFound
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -282,7 +283,11 @@ func TestWorkerLossAndSweep(t *testing.T) {
 func TestProvisionUser(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	// A user an operator made before WorkOS: linked by email, same org.
+	verified := func(user, email, org string) Identity {
+		return Identity{WorkOSUserID: user, Email: email, EmailVerified: true, WorkOSOrgID: org}
+	}
+	// A user an operator made before WorkOS: linked by verified email (any
+	// case), same org and role.
 	org, err := s.CreateOrg(ctx, Org{Name: "Acme", Slug: "acme", MaxConcurrentSandboxes: 5, MaxSandboxTimeoutSec: 60})
 	if err != nil {
 		t.Fatal(err)
@@ -291,25 +296,68 @@ func TestProvisionUser(t *testing.T) {
 	if err := s.pool.QueryRow(ctx, `INSERT INTO users (org_id, email, role) VALUES ($1, 'ops@acme.test', 'admin') RETURNING id::text`, org.ID).Scan(&before); err != nil {
 		t.Fatal(err)
 	}
-	u, o, err := s.ProvisionUser(ctx, Identity{WorkOSUserID: "user_01OPS", Email: "ops@acme.test", Name: "Ops"})
-	if err != nil || u.ID != before || o.ID != org.ID || u.Role != "admin" || u.Name != "Ops" {
+	// An unverified email links to nobody and makes nobody.
+	unverified := verified("user_01EVIL", "ops@acme.test", "")
+	unverified.EmailVerified = false
+	if _, _, err := s.ProvisionUser(ctx, unverified, true); !errors.Is(err, ErrEmailUnverified) {
+		t.Fatalf("unverified email: %v, want ErrEmailUnverified", err)
+	}
+	u, o, err := s.ProvisionUser(ctx, verified("user_01OPS", "OPS@Acme.test", ""), false)
+	if err != nil || u.ID != before || o.ID != org.ID || u.Role != "admin" {
 		t.Fatalf("linked user %+v org %+v: %v (want user %s in %s)", u, o, err, before, org.ID)
 	}
 	// Signing in again with a changed email follows the WorkOS id.
-	u2, _, err := s.ProvisionUser(ctx, Identity{WorkOSUserID: "user_01OPS", Email: "ops2@acme.test"})
+	u2, _, err := s.ProvisionUser(ctx, verified("user_01OPS", "ops2@acme.test", ""), false)
 	if err != nil || u2.ID != before || u2.Email != "ops2@acme.test" {
 		t.Fatalf("same WorkOS id, new email: %+v, %v", u2, err)
 	}
-	// Outside any WorkOS organization a new user gets an org of its own, as owner.
-	solo, soloOrg, err := s.ProvisionUser(ctx, Identity{WorkOSUserID: "user_01SOLO", Email: "Solo.Dev@Example.test"})
+	// A new user outside any organization: refused unless personal orgs are on.
+	if _, _, err := s.ProvisionUser(ctx, verified("user_01SOLO", "Solo.Dev@Example.test", ""), false); !errors.Is(err, ErrNoOrganization) {
+		t.Fatalf("new user without an organization: %v, want ErrNoOrganization", err)
+	}
+	solo, soloOrg, err := s.ProvisionUser(ctx, verified("user_01SOLO", "Solo.Dev@Example.test", ""), true)
 	if err != nil || solo.Role != "owner" || soloOrg.ID == org.ID || !strings.HasPrefix(soloOrg.Slug, "solo-dev-") {
 		t.Fatalf("solo user %+v org %+v: %v", solo, soloOrg, err)
 	}
 	// Another WorkOS user with an email already linked elsewhere is refused, not merged.
-	if _, _, err := s.ProvisionUser(ctx, Identity{WorkOSUserID: "user_01OTHER", Email: "ops2@acme.test"}); !errors.Is(err, ErrExists) {
+	if _, _, err := s.ProvisionUser(ctx, verified("user_01OTHER", "ops2@acme.test", ""), true); !errors.Is(err, ErrExists) {
 		t.Fatalf("taken email: %v, want ErrExists", err)
 	}
-	if _, _, err := s.ProvisionUser(ctx, Identity{Email: "x@y.test"}); err == nil {
+	if _, _, err := s.ProvisionUser(ctx, Identity{Email: "x@y.test", EmailVerified: true}, true); err == nil {
 		t.Fatal("an identity without a WorkOS id was provisioned")
+	}
+
+	// Many first sign-ins of one new WorkOS organization at once: one org,
+	// every user in it, exactly one owner.
+	const n = 8
+	errc := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, _, err := s.ProvisionUser(ctx, verified(fmt.Sprintf("user_01T%d", i), fmt.Sprintf("t%d@team.test", i), "org_01TEAM"), false)
+			errc <- err
+		}()
+	}
+	for range n {
+		if err := <-errc; err != nil {
+			t.Fatalf("concurrent first sign-in: %v", err)
+		}
+	}
+	var orgs, users, owners int
+	if err := s.pool.QueryRow(ctx, `SELECT count(DISTINCT o.id), count(*), count(*) FILTER (WHERE u.role = 'owner')
+		FROM users u JOIN orgs o ON o.id = u.org_id WHERE o.workos_org_id = 'org_01TEAM'`).Scan(&orgs, &users, &owners); err != nil {
+		t.Fatal(err)
+	}
+	if orgs != 1 || users != n || owners != 1 {
+		t.Fatalf("team org: %d orgs, %d users, %d owners; want 1, %d, 1", orgs, users, owners, n)
+	}
+
+	// A member removed from the WorkOS organization signs in without it: refused.
+	if _, _, err := s.ProvisionUser(ctx, verified("user_01T3", "t3@team.test", ""), true); !errors.Is(err, ErrNoOrganization) {
+		t.Fatalf("member signing in outside the organization: %v, want ErrNoOrganization", err)
+	}
+	// One who moved to another WorkOS organization moves here too, as a member there.
+	moved, movedOrg, err := s.ProvisionUser(ctx, verified("user_01T3", "t3@team.test", "org_01NEW"), false)
+	if err != nil || movedOrg.ID == "" || moved.OrgID != movedOrg.ID || moved.Role != "owner" {
+		t.Fatalf("moved user %+v org %+v: %v (first in the new org: owner)", moved, movedOrg, err)
 	}
 }

@@ -96,9 +96,19 @@ function messageRow(id, columns, text) {
 // overwrite newer content.
 const seq = { sessions: 0, keys: 0, commands: 0 };
 
+// The signed-in user: members may revoke only the keys they made (the
+// server enforces it; the page just does not offer what would be refused).
+let me = null;
+
+function canRevoke(key) {
+  if (!me || !me.user) return false;
+  return me.user.role === 'owner' || me.user.role === 'admin' || key.createdBy === me.user.id;
+}
+
 // -------------------------------------------------------------- views ----
 
-function showSignedIn(me) {
+function showSignedIn(who) {
+  me = who;
   $('loading').hidden = true;
   $('org-name').textContent = me.org ? me.org.name : '';
   $('user-email').textContent = me.user ? me.user.email : '';
@@ -114,6 +124,7 @@ function showSignedIn(me) {
 function showSignedOut() {
   seq.sessions++;
   seq.keys++;
+  me = null;
   hideCommands();
   $('org-limits').textContent = '';
   $('loading').hidden = true;
@@ -249,7 +260,7 @@ async function loadSessions() {
 function keyRow(k) {
   const revoked = Boolean(k.revokedAt);
   const actions = el('td', { class: 'actions-cell' });
-  if (!revoked) {
+  if (!revoked && canRevoke(k)) {
     const button = el('button', { type: 'button', class: 'button danger revoke' }, 'Revoke');
     button.addEventListener('click', () => revokeKey(k, button));
     actions.append(button);
@@ -364,8 +375,8 @@ async function signOut() {
 
 async function start() {
   try {
-    const me = await request('GET', `${API}/me`);
-    showSignedIn(me || {});
+    const who = await request('GET', `${API}/me`);
+    showSignedIn(who || {});
   } catch (err) {
     // On a non-401 failure neither view is shown; the error says why.
     $('loading').hidden = true;
