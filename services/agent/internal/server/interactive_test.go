@@ -178,7 +178,10 @@ func TestBackgroundProcessStdinReplayAndSignals(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	base = fmt.Sprintf("%s/processes/%d", srv.URL, st.PID)
-	waitStdout(t, base, "ready\n") // the trap is in place and the sleep started
+	waitStdout(t, base, "ready\n") // the trap is in place and the sleep forked
+	// Forked is not yet exec'd: a signal before the exec meets the shell's
+	// trap in the child, which then runs sleep anyway. Wait for sleep itself.
+	waitFor(t, 5*time.Second, "the background sleep runs", func() bool { return sleeping("6004") })
 	if r := postJSON(t, srv, fmt.Sprintf("/processes/%d/signal", st.PID), api.SignalRequest{Signal: "SIGTERM"}); r.StatusCode != 204 {
 		t.Fatalf("signal: %d", r.StatusCode)
 	}

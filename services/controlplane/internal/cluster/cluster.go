@@ -108,16 +108,22 @@ func New(log *slog.Logger, cfg Config, tracker *sessions.Tracker, ss Sessions, r
 
 // Mount adds the routes to r (which authenticates callers).
 func (a *API) Mount(r fiber.Router) {
-	r.Post("/sandboxes", a.create)
-	r.Get("/sandboxes", a.list)
-	r.Get("/sandboxes/:id", a.get)
-	r.Delete("/sandboxes/:id", a.kill)
-	r.Post("/sandboxes/:id/timeout", a.setTimeout)
+	a.MountLifecycle(r)
 	r.Post("/sandboxes/:id/token", a.refreshToken)
 	r.Get("/workers", keyauth.RequireScope(keyauth.ScopeAdmin), a.listWorkers)
 	r.All("/sandboxes/:id/*", func(*fiber.Ctx) error {
 		return errs.NotFound("wrong_endpoint", "data-path routes are served by the sandbox's worker: use the connectURL and token of the create answer (POST /sandboxes/:id/token refreshes them)")
 	})
+}
+
+// MountLifecycle adds create, list, get, kill and timeout: what the web
+// dashboard serves too, for the signed-in user's org.
+func (a *API) MountLifecycle(r fiber.Router) {
+	r.Post("/sandboxes", a.create)
+	r.Get("/sandboxes", a.list)
+	r.Get("/sandboxes/:id", a.get)
+	r.Delete("/sandboxes/:id", a.kill)
+	r.Post("/sandboxes/:id/timeout", a.setTimeout)
 }
 
 // TokenResponse is the answer of POST /sandboxes/:id/token.

@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/sessions"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
 	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/worker/sandbox"
+	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
 )
 
 // chromium is Debian's browser (`make test` installs it).
@@ -37,13 +40,14 @@ func newBrowser(t *testing.T) context.Context {
 }
 
 // The whole dashboard in a real browser: sign in through WorkOS, see the
-// org's sandboxes, make an API key that works on the API, revoke it, sign
-// out.
+// org's sandboxes and a sandbox's commands, kill a real sandbox, make an API
+// key that works on the API, revoke it, sign out.
 func TestDashboardInBrowser(t *testing.T) {
-	s := newTestServer(t)
+	s := startTestServer(t, true)
 	ctx := context.Background()
 	who := signIn{UserID: "user_01GRACE", Email: "grace@navy.test", First: "Grace", Last: "Hopper"}
-	// The user exists already (signed in before) and has a running sandbox.
+	// The user exists already (signed in before) and has a finished
+	// sandbox with a command, and a running one (on Podman).
 	_, org, err := s.st.ProvisionUser(ctx, store.Identity{WorkOSUserID: who.UserID, Email: who.Email, EmailVerified: true, Name: "Grace Hopper"}, true)
 	if err != nil {
 		t.Fatal(err)
@@ -53,10 +57,18 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := s.st.Commit(ctx, r, store.Session{SandboxID: "sb-browser", OrgID: org.ID, Template: "base", Region: "local",
-		WorkerID: "w1", Status: api.StatusRunning, StartedAt: time.Now()}); err != nil {
+		WorkerID: "w1", Status: api.StatusRunning, StartedAt: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.st.EndSession(ctx, "sb-browser", api.StatusStopped, ""); err != nil {
 		t.Fatal(err)
 	}
 	addCommand(t, s, "sb-browser", "python3", 1, time.Now())
+	live, err := sessions.Track(s.mgr, sessions.NewTracker(sandboxtest.Logger(t), s.st, time.Minute)).Create(ctx,
+		api.SandboxConfig{TemplateID: "busybox"}, sandbox.CreateOptions{OrgID: org.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.workos.next = who
 
 	b := newBrowser(t)
@@ -82,8 +94,22 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#sessions-table tr[data-sandbox-id="sb-browser"]`)),
 	)
 	email, orgName, status := text("#user-email"), text("#org-name"), text(`#sessions-table tr[data-sandbox-id="sb-browser"] .status`)
-	if email != who.Email || orgName != org.Name || status != "running" {
-		t.Fatalf("page shows email %q org %q status %q; want %q %q running", email, orgName, status, who.Email, org.Name)
+	if email != who.Email || orgName != org.Name || status != "stopped" {
+		t.Fatalf("page shows email %q org %q status %q; want %q %q stopped", email, orgName, status, who.Email, org.Name)
+	}
+
+	// Kill the live sandbox from its row.
+	liveRow := `#sessions-table tr[data-sandbox-id="` + live.SandboxID + `"]`
+	if _, err := chromedp.Run(b, chromedp.Evaluate[any](`window.confirm = () => true`)); err != nil { // the page asks first
+		t.Fatal(err)
+	}
+	do("kill the live sandbox", chromedp.Click(chromedp.CSS(liveRow+" button.kill")))
+	if _, err := chromedp.Run(b, chromedp.Poll[bool](`document.querySelector('`+liveRow+` .status')?.textContent === "stopped"`,
+		chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Fatalf("killed sandbox never shown stopped: %v", err)
+	}
+	if _, err := s.mgr.Get(ctx, live.SandboxID); err == nil {
+		t.Fatal("the sandbox killed in the browser still runs")
 	}
 
 	do("open the sandbox's command history",
@@ -116,9 +142,6 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	row := `#keys-table tr[data-key-id="` + keys[0].ID + `"]`
 	do("dismiss the secret", chromedp.Click(chromedp.CSS("#new-key-done")), chromedp.WaitNotVisible(chromedp.CSS("#new-key")))
-	if _, err := chromedp.Run(b, chromedp.Evaluate[any](`window.confirm = () => true`)); err != nil { // the revoke button asks first
-		t.Fatal(err)
-	}
 	do("revoke the key", chromedp.Click(chromedp.CSS(row+" button.revoke")))
 	if _, err := chromedp.Run(b, chromedp.Poll[bool](`document.querySelector('`+row+` .key-status')?.textContent === "revoked"`,
 		chromedp.WithPollingTimeout(10*time.Second))); err != nil {

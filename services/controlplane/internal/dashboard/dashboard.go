@@ -77,9 +77,11 @@ func New(log *slog.Logger, st *store.Store, cfg Config, reg prometheus.Registere
 }
 
 // Mount adds the dashboard's routes; sessions serves the org's sandbox
-// sessions (the handler of GET /sessions, given the signed-in user's org).
+// sessions (the handler of GET /sessions, given the signed-in user's org)
+// and lifecycle mounts the mode's sandbox routes (create, list, get, kill,
+// timeout) under /dashboard/api for the signed-in user's org.
 // Mount before any API-key middleware: these routes take the session cookie.
-func (d *Dashboard) Mount(app *fiber.App, sessions fiber.Handler) {
+func (d *Dashboard) Mount(app *fiber.App, sessions fiber.Handler, lifecycle func(fiber.Router)) {
 	app.Get("/auth/login", d.login)
 	app.Get("/auth/callback", d.callback)
 	app.Post("/auth/logout", requireCSRF, d.logout)
@@ -89,13 +91,16 @@ func (d *Dashboard) Mount(app *fiber.App, sessions fiber.Handler) {
 		}
 		return c.Next()
 	})
-	api := app.Group("/dashboard/api", d.requireSession)
+	api := app.Group("/dashboard/api", d.requireSession, requireCSRF)
 	api.Get("/me", d.me)
 	api.Get("/sessions", sessions)
 	api.Get("/sessions/:sandboxID/commands", d.commands)
 	api.Get("/keys", d.listKeys)
-	api.Post("/keys", requireCSRF, d.createKey)
-	api.Delete("/keys/:id", requireCSRF, d.revokeKey)
+	api.Post("/keys", d.createKey)
+	api.Delete("/keys/:id", d.revokeKey)
+	if lifecycle != nil {
+		lifecycle(api)
+	}
 	files, _ := fs.Sub(web, "web")
 	app.Use("/dashboard", securityHeaders, filesystem.New(filesystem.Config{Root: http.FS(files), Index: "index.html"}),
 		func(c *fiber.Ctx) error { return errs.NotFound("not_found", "no page %s", c.Path()) })
@@ -221,8 +226,9 @@ func (d *Dashboard) requireSession(c *fiber.Ctx) error {
 	return c.Next()
 }
 
+// requireCSRF lets reads through and wants the header on everything else.
 func requireCSRF(c *fiber.Ctx) error {
-	if c.Get(csrfHeader) != "1" {
+	if m := c.Method(); m != fiber.MethodGet && m != fiber.MethodHead && c.Get(csrfHeader) != "1" {
 		return errs.New(errs.KindForbidden, "forbidden", "missing the %s header", csrfHeader)
 	}
 	return c.Next()

@@ -12,12 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/keyauth"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/sessions"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
 	"github.com/opensandbox/opensandbox/services/shared/api"
 	"github.com/opensandbox/opensandbox/services/shared/httpx"
 	"github.com/opensandbox/opensandbox/services/shared/pgtest"
+	"github.com/opensandbox/opensandbox/services/worker/httpapi"
+	"github.com/opensandbox/opensandbox/services/worker/sandbox"
+	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -26,15 +30,19 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // testServer is the dashboard as the control plane mounts it (before the
 // API-key middleware, which guards GET /sessions here), on a real port,
-// with PostgreSQL and the WorkOS contract fake.
+// with PostgreSQL and the WorkOS contract fake; with sandboxes, the
+// combined mode's sandbox routes on real Podman as well.
 type testServer struct {
 	url    string
 	st     *store.Store
 	workos *fakeWorkOS
 	dash   *Dashboard
+	mgr    *sandbox.Manager // with sandboxes
 }
 
-func newTestServer(t *testing.T) *testServer {
+func newTestServer(t *testing.T) *testServer { return startTestServer(t, false) }
+
+func startTestServer(t *testing.T, sandboxes bool) *testServer {
 	st, err := store.Open(context.Background(), pgtest.NewDatabase(t), true) // migrated
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +58,14 @@ func newTestServer(t *testing.T) *testServer {
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
 	tracker := sessions.NewTracker(log, st, time.Minute)
 	s.dash = New(log, st, Config{WorkOS: s.workos.client(), PublicURL: s.url}, reg)
-	s.dash.Mount(app, tracker.Handler())
+	var lifecycle func(fiber.Router)
+	if sandboxes {
+		cfg := sandboxtest.Config(t)
+		cfg.OnDestroy = tracker.Destroyed
+		s.mgr = sandboxtest.Manager(t, sandboxtest.Runtime(t), cfg)
+		lifecycle = httpapi.New(sessions.Track(s.mgr, tracker), 1<<20).MountLifecycle
+	}
+	s.dash.Mount(app, tracker.Handler(), lifecycle)
 	keyed := app.Group("", keyauth.New(log, "", st, nil).Middleware())
 	keyed.Get("/sessions", tracker.Handler())
 	go app.Listener(ln)

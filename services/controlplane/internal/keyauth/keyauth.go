@@ -52,7 +52,10 @@ const localCaller = "caller"
 
 // SetCaller makes caller the authenticated caller of a request (the
 // dashboard's signed-in user acts for its org).
-func SetCaller(c *fiber.Ctx, caller Caller) { c.Locals(localCaller, caller) }
+func SetCaller(c *fiber.Ctx, caller Caller) {
+	c.Locals(localCaller, caller)
+	c.Locals(httpapi.LocalOrgID, caller.OrgID())
+}
 
 // CallerOf returns the authenticated caller of a request.
 func CallerOf(c *fiber.Ctx) Caller {
@@ -97,8 +100,7 @@ func (a *Authenticator) Middleware() fiber.Handler {
 			a.onFail("scope")
 			return errScope
 		}
-		c.Locals(localCaller, caller)
-		c.Locals(httpapi.LocalOrgID, caller.OrgID())
+		SetCaller(c, caller)
 		return c.Next()
 	}
 }

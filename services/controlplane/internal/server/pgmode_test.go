@@ -2,17 +2,21 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/sessions"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
 	"github.com/opensandbox/opensandbox/services/shared/api"
 	"github.com/opensandbox/opensandbox/services/shared/obs"
 	"github.com/opensandbox/opensandbox/services/shared/pgtest"
+	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
 )
 
@@ -116,11 +120,11 @@ func TestCombinedWithPostgres(t *testing.T) {
 	wantError(t, resp, body, 401, "unauthenticated")
 }
 
-// With WorkOS configured the combined server serves the dashboard beside
-// the API, and the API still takes only keys.
-func TestCombinedServesTheDashboard(t *testing.T) {
-	ctx := context.Background()
-	st, err := store.Open(ctx, pgtest.NewDatabase(t), true)
+// combinedWithDashboard is a combined server with PostgreSQL and WorkOS
+// configured (WorkOS itself unreachable: these tests do not sign in), with
+// a sandbox manager on real Podman when sandboxes is set.
+func combinedWithDashboard(t *testing.T, sandboxes bool) (*fiber.App, *store.Store, *sandbox.Manager) {
+	st, err := store.Open(context.Background(), pgtest.NewDatabase(t), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +132,20 @@ func TestCombinedServesTheDashboard(t *testing.T) {
 	cfg := Config{Mode: ModeCombined, APIKey: "static-admin-key", MaxUpload: 1 << 20, Sandbox: sandboxtest.Config(t),
 		WorkOSClientID: "client_01", WorkOSAPIKey: "sk_test", WorkOSAPIURL: "https://workos.invalid", PublicURL: "http://127.0.0.1:1"}
 	reg := obs.NewRegistry()
-	a := newCombinedApp(sandboxtest.Logger(t), reg, nil, cfg, newPGParts(sandboxtest.Logger(t), reg, st, cfg), nil)
+	pg := newPGParts(sandboxtest.Logger(t), reg, st, cfg)
+	var mgr *sandbox.Manager
+	if sandboxes {
+		cfg.Sandbox.OnDestroy = pg.tracker.Destroyed
+		mgr = sandboxtest.Manager(t, sandboxtest.Runtime(t), cfg.Sandbox)
+	}
+	return newCombinedApp(sandboxtest.Logger(t), reg, mgr, cfg, pg, nil), st, mgr
+}
+
+// With WorkOS configured the combined server serves the dashboard beside
+// the API, and the API still takes only keys.
+func TestCombinedServesTheDashboard(t *testing.T) {
+	a, _, _ := combinedWithDashboard(t, false)
+	const staticKey = "static-admin-key"
 	get := func(path, key string) *http.Response {
 		req := httptest.NewRequest("GET", path, nil)
 		if key != "" {
@@ -152,7 +169,83 @@ func TestCombinedServesTheDashboard(t *testing.T) {
 	if r := get("/sessions", ""); r.StatusCode != 401 {
 		t.Fatalf("/sessions without a key: %s", r.Status)
 	}
-	if r := get("/sessions", cfg.APIKey); r.StatusCode != 200 {
+	if r := get("/sessions", staticKey); r.StatusCode != 200 {
 		t.Fatalf("/sessions with the key: %s", r.Status)
+	}
+}
+
+// The dashboard's sandbox routes act for the signed-in user's org only, and
+// change nothing without the CSRF header. (The sign-in itself is tested in
+// internal/dashboard; here the session is made directly.)
+func TestDashboardManagesTheOrgsSandboxes(t *testing.T) {
+	ctx := context.Background()
+	a, st, mgr := combinedWithDashboard(t, true)
+	ln := listen(t)
+	go a.Listener(ln)
+	t.Cleanup(func() { a.Shutdown() })
+	url := "http://" + ln.Addr().String()
+
+	org, _ := newOrg(t, st, "dash", 5, 600)
+	_, otherKey := newOrg(t, st, "other", 5, 600)
+	var userID string
+	if err := st.Pool().QueryRow(ctx, `INSERT INTO users (org_id, email) VALUES ($1, 'm@dash.test') RETURNING id::text`, org.ID).Scan(&userID); err != nil {
+		t.Fatal(err)
+	}
+	token := "dashboard-session-token-for-the-test"
+	if err := st.CreateDashboardSession(ctx, userID, store.HashKey(token), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	dash := func(method, path, body string, csrf bool) (int, []byte) {
+		req, _ := http.NewRequest(method, url+"/dashboard/api"+path, strings.NewReader(body))
+		req.Header.Set("Cookie", "osb_session="+token)
+		req.Header.Set("Content-Type", "application/json")
+		if csrf {
+			req.Header.Set("X-OSB-Dashboard", "1")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+
+	if code, body := dash("POST", "/sandboxes", `{"templateID":"busybox"}`, false); code != http.StatusForbidden {
+		t.Fatalf("create without the CSRF header: %d %s", code, body)
+	}
+	code, body := dash("POST", "/sandboxes", `{"templateID":"busybox"}`, true)
+	var mine api.Sandbox
+	if code != http.StatusCreated || json.Unmarshal(body, &mine) != nil {
+		t.Fatalf("create from the dashboard: %d %s", code, body)
+	}
+	if o, _ := mgr.OrgOf(mine.SandboxID); o != org.ID {
+		t.Fatalf("dashboard sandbox belongs to org %q, want %q", o, org.ID)
+	}
+	theirs := &stack{url: url, key: otherKey}
+	var other api.Sandbox
+	theirs.json(t, "POST", "/sandboxes", api.SandboxConfig{TemplateID: "busybox"}, 201, &other)
+	t.Cleanup(func() { mgr.Kill(context.Background(), other.SandboxID) })
+
+	var listed []api.Sandbox
+	code, body = dash("GET", "/sandboxes", "", false)
+	if code != 200 || json.Unmarshal(body, &listed) != nil || len(listed) != 1 || listed[0].SandboxID != mine.SandboxID {
+		t.Fatalf("dashboard list: %d %s", code, body)
+	}
+	if code, _ := dash("DELETE", "/sandboxes/"+other.SandboxID, "", true); code != http.StatusNotFound {
+		t.Fatalf("killing another org's sandbox: %d", code)
+	}
+	if code, _ := dash("DELETE", "/sandboxes/"+mine.SandboxID, "", false); code != http.StatusForbidden {
+		t.Fatalf("kill without the CSRF header: %d", code)
+	}
+	if code, body := dash("DELETE", "/sandboxes/"+mine.SandboxID, "", true); code != http.StatusNoContent {
+		t.Fatalf("kill from the dashboard: %d %s", code, body)
+	}
+	if _, err := mgr.Get(ctx, other.SandboxID); err != nil {
+		t.Fatalf("the other org's sandbox after the refused kill: %v", err)
+	}
+	s, err := st.Session(ctx, mine.SandboxID)
+	if err != nil || s.Status != api.StatusStopped {
+		t.Fatalf("session of the killed sandbox: %+v, %v", s, err)
 	}
 }

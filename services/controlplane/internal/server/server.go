@@ -95,11 +95,12 @@ type pgParts struct {
 	dash    *dashboard.Dashboard // nil without WorkOS
 }
 
-// mountDashboard adds the web dashboard where it is configured; it goes
-// before the API-key middleware (its routes take the session cookie).
-func (pg *pgParts) mountDashboard(app *fiber.App) {
+// mountDashboard adds the web dashboard where it is configured, with the
+// mode's sandbox lifecycle routes; it goes before the API-key middleware
+// (its routes take the session cookie).
+func (pg *pgParts) mountDashboard(app *fiber.App, lifecycle func(fiber.Router)) {
 	if pg != nil && pg.dash != nil {
-		pg.dash.Mount(app, pg.tracker.Handler())
+		pg.dash.Mount(app, pg.tracker.Handler(), lifecycle)
 	}
 }
 
@@ -141,12 +142,12 @@ func newCombinedApp(log *slog.Logger, reg *prometheus.Registry, mgr *sandbox.Man
 		authenticated = func(c *fiber.Ctx) bool { return auth.Carries(c, cfg.MetricsToken) || pg.authn.Valid(c) }
 	}
 	app.Get("/health", healthHandler(ModeCombined, ev, authenticated))
-	pg.mountDashboard(app)
+	h := httpapi.New(sb, cfg.MaxUpload)
+	pg.mountDashboard(app, h.MountLifecycle)
 	keyed := keyedWithMetrics(app, authn, reg, cfg.MetricsToken)
 	if pg != nil {
 		keyed.Get("/sessions", pg.tracker.Handler())
 	}
-	h := httpapi.New(sb, cfg.MaxUpload)
 	h.MountLifecycle(keyed)
 	h.MountData(keyed)
 	return app

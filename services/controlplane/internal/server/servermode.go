@@ -113,7 +113,7 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 	app.Get("/health", healthHandler("control-plane", ev, func(c *fiber.Ctx) bool {
 		return auth.Carries(c, cfg.MetricsToken) || pg.authn.Valid(c)
 	}))
-	pg.mountDashboard(app)
+	pg.mountDashboard(app, capi.MountLifecycle)
 	keyed := keyedWithMetrics(app, pg.authn.Middleware(), reg, cfg.MetricsToken)
 	keyed.Get("/sessions", pg.tracker.Handler())
 	capi.Mount(keyed)

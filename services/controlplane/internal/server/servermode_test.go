@@ -373,3 +373,46 @@ func (s staticCreds) GetRequestMetadata(context.Context, ...string) (map[string]
 	return map[string]string{"authorization": string(s)}, nil
 }
 func (staticCreds) RequireTransportSecurity() bool { return false }
+
+// In server mode the dashboard's sandbox routes go through placement to a
+// worker, for the signed-in user's org (the create answers the sandbox's
+// connectURL and token, as to an API key of the org).
+func TestServerModeDashboardSandboxes(t *testing.T) {
+	c := startCluster(t, func(cfg *Config) {
+		cfg.WorkOSClientID, cfg.WorkOSAPIKey = "client_01", "sk_test"
+		cfg.WorkOSAPIURL, cfg.PublicURL = "https://workos.invalid", "http://127.0.0.1:1"
+	})
+	w := c.startWorker(t, workerOpts{region: "eu"})
+	ctx := context.Background()
+	var userID string
+	if err := c.st.Pool().QueryRow(ctx, `INSERT INTO users (org_id, email) VALUES ($1, 'm@acme.test') RETURNING id::text`, c.org.ID).Scan(&userID); err != nil {
+		t.Fatal(err)
+	}
+	token := "server-mode-dashboard-session"
+	if err := c.st.CreateDashboardSession(ctx, userID, store.HashKey(token), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	dash := &stack{url: c.cp.url}
+	cookie := []string{"Cookie", "osb_session=" + token, "X-OSB-Dashboard", "1", "Content-Type", "application/json"}
+	resp, body := dash.do(t, "POST", "/dashboard/api/sandboxes", strings.NewReader(`{"templateID":"busybox"}`), cookie...)
+	var sb api.Sandbox
+	if resp.StatusCode != 201 {
+		t.Fatalf("create from the dashboard: %d %s", resp.StatusCode, body)
+	}
+	decode(t, body, &sb)
+	if sb.WorkerID != w.id || sb.Token == "" || sb.ConnectURL != w.url {
+		t.Fatalf("dashboard create answered %+v: want it on %s with its connectURL and token", sb, w.id)
+	}
+	if org, _ := w.mgr.OrgOf(sb.SandboxID); org != c.org.ID {
+		t.Fatalf("sandbox org %q, want %q", org, c.org.ID)
+	}
+	if resp, body := dash.do(t, "POST", "/dashboard/api/sandboxes/"+sb.SandboxID+"/token", nil, cookie...); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("token refresh through the dashboard: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := dash.do(t, "DELETE", "/dashboard/api/sandboxes/"+sb.SandboxID, nil, cookie...); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("kill from the dashboard: %d %s", resp.StatusCode, body)
+	}
+	if _, err := w.mgr.Get(ctx, sb.SandboxID); err == nil {
+		t.Fatal("the sandbox killed from the dashboard still runs on its worker")
+	}
+}

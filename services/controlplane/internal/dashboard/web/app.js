@@ -167,6 +167,16 @@ function sessionRow(s) {
   if (KNOWN_STATUSES.has(s.status)) statusCell.classList.add(`status-${s.status}`);
   if (s.errorMsg) statusCell.title = s.errorMsg;
 
+  const actions = el('td', { class: 'actions-cell' });
+  if (s.status === 'running') {
+    const button = el('button', { type: 'button', class: 'button danger kill' }, 'Kill');
+    button.addEventListener('click', (e) => {
+      e.stopPropagation(); // not a click on the row (which opens the history)
+      killSandbox(s.sandboxID, button);
+    });
+    actions.append(button);
+  }
+
   const row = el('tr', {},
     el('td', {}, el('code', {}, s.sandboxID || '')),
     el('td', {}, s.template || DASH),
@@ -174,6 +184,7 @@ function sessionRow(s) {
     el('td', {}, formatTime(s.startedAt)),
     el('td', {}, formatTime(s.stoppedAt || s.endAt)),
     el('td', {}, s.region || DASH),
+    actions,
   );
   row.dataset.sandboxId = s.sandboxID || '';
   // A row opens the sandbox's command history, by mouse or keyboard.
@@ -182,6 +193,19 @@ function sessionRow(s) {
   row.addEventListener('click', () => showCommands(s.sandboxID));
   row.addEventListener('keydown', (e) => { if (e.key === 'Enter') showCommands(s.sandboxID); });
   return row;
+}
+
+async function killSandbox(sandboxID, button) {
+  if (!window.confirm(`Kill sandbox ${sandboxID}? Whatever runs in it stops.`)) return;
+  clearError();
+  button.disabled = true;
+  try {
+    await request('DELETE', `${API}/sandboxes/${encodeURIComponent(sandboxID)}`);
+    await loadSessions();
+  } catch (err) {
+    button.disabled = false;
+    handleError(err);
+  }
 }
 
 // ----------------------------------------------------------- commands ----
@@ -247,7 +271,7 @@ async function loadSessions() {
     const body = $('sessions-table').tBodies[0];
     body.replaceChildren(...(list.length
       ? list.map(sessionRow)
-      : [messageRow('sessions-empty', 6, 'No sandboxes yet.')]));
+      : [messageRow('sessions-empty', 7, 'No sandboxes yet.')]));
   } catch (err) {
     if (mine === seq.sessions) handleError(err);
   } finally {
