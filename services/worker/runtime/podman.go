@@ -222,6 +222,19 @@ func (p *Podman) ImageExists(ctx context.Context, ref string) (bool, error) {
 	return ok, nil
 }
 
+func (p *Podman) RemoveImage(ctx context.Context, ref string) error {
+	c, cancel := p.with(ctx)
+	defer cancel()
+	// Not forced: an image a container still uses stays.
+	_, errList := images.Remove(c, []string{ref}, nil)
+	for _, err := range errList {
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("remove image %s: %w", ref, err)
+		}
+	}
+	return nil
+}
+
 func (p *Podman) Pull(ctx context.Context, ref string, insecure bool, progress io.Writer) error {
 	c, cancel := p.with(ctx)
 	defer cancel()

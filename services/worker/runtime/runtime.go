@@ -60,4 +60,7 @@ type Runtime interface {
 	// Pull fetches an image from its registry, writing progress lines to
 	// progress; insecure skips TLS verification (local registries).
 	Pull(ctx context.Context, ref string, insecure bool, progress io.Writer) error
+	// RemoveImage removes a local image that no container uses; a missing
+	// one is not an error.
+	RemoveImage(ctx context.Context, ref string) error
 }

@@ -25,6 +25,9 @@ type Config struct {
 	PullRegistries     []string
 	InsecureRegistries []string
 	PullTimeout        time.Duration
+	// ImageGCAfter removes a pulled image no sandbox started from for this
+	// long (0: never). Built-in template images are never removed.
+	ImageGCAfter time.Duration
 
 	DefaultTimeout time.Duration
 	MaxTimeout     time.Duration
@@ -80,6 +83,7 @@ func DefaultConfig() Config {
 		PidsLimit:          256,
 		Capacity:           200,
 		PullTimeout:        5 * time.Minute,
+		ImageGCAfter:       24 * time.Hour,
 		DefaultExecTimeout: 60 * time.Second,
 		MaxExecTimeout:     24 * time.Hour,
 		MaxOutput:          10 << 20,
@@ -108,6 +112,8 @@ func (c Config) Validate() error {
 		return errors.New("capacity must be positive")
 	case c.PullTimeout <= 0:
 		return errors.New("pull timeout must be positive")
+	case c.ImageGCAfter < 0:
+		return errors.New("image GC age must not be negative")
 	case c.MaxExecs <= 0:
 		return errors.New("max execs must be positive")
 	case c.ReconcileInterval <= 0:

@@ -27,6 +27,7 @@ func ConfigFromEnv(e *config.Env) Config {
 	c.PullRegistries = e.List("OPENSANDBOX_PULL_REGISTRIES")
 	c.InsecureRegistries = e.List("OPENSANDBOX_INSECURE_REGISTRIES")
 	c.PullTimeout = e.Duration("OPENSANDBOX_PULL_TIMEOUT", c.PullTimeout)
+	c.ImageGCAfter = e.Duration("OPENSANDBOX_IMAGE_GC_AFTER", c.ImageGCAfter)
 	c.MaxExecs = e.Int("OPENSANDBOX_MAX_EXECS", c.MaxExecs)
 	c.ReconcileInterval = e.Duration("OPENSANDBOX_RECONCILE_INTERVAL", c.ReconcileInterval)
 	return c

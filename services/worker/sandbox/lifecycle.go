@@ -111,14 +111,20 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		Network:     cfg.NetworkEnabled,
 		CapAdd:      sandboxCaps,
 	}
+	m.imageMu.RLock()
 	ctr, err := m.rt.Start(ctx, spec)
 	if errors.Is(err, runtime.ErrNotFound) && r.pullable {
 		// A template that names an image reference is pulled on first use.
 		if perr := m.images.pull(ctx, r.image); perr != nil {
+			m.imageMu.RUnlock()
 			return api.Sandbox{}, perr
 		}
 		ctr, err = m.rt.Start(ctx, spec)
 	}
+	if err == nil && r.pullable {
+		m.pulled.used(r.image, time.Now())
+	}
+	m.imageMu.RUnlock()
 	if errors.Is(err, runtime.ErrNotFound) {
 		return api.Sandbox{}, errs.New(errs.KindInvalid, "template_not_found", "image %s of template %q is not available on this worker", r.image, r.template)
 	}

@@ -38,6 +38,10 @@ type Manager struct {
 	cfg     Config
 	metrics *Metrics
 	images  *puller
+	pulled  *pulledImages // for image garbage collection
+	// imageMu: creates hold it shared from the image check to the
+	// container's start; image GC holds it alone while it removes one.
+	imageMu sync.RWMutex
 	lock    *os.File // flock on the data directory, held while open
 
 	mu         sync.Mutex
@@ -116,7 +120,7 @@ func New(log *slog.Logger, rt runtime.Runtime, cfg Config, metrics *Metrics) (*M
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, unremoved: map[string]struct{}{},
-		ctx: ctx, cancel: cancel, images: newPuller(log, rt, cfg, metrics), lock: lock}
+		ctx: ctx, cancel: cancel, images: newPuller(log, rt, cfg, metrics), pulled: loadPulledImages(cfg.DataDir), lock: lock}
 	m.reconciler.Add(1)
 	go m.reconcileLoop()
 	return m, nil

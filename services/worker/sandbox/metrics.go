@@ -22,6 +22,7 @@ type Metrics struct {
 	WatchEvents   prometheus.Counter
 
 	ImagePulls        *prometheus.CounterVec // by result: ok, error
+	ImagesRemoved     prometheus.Counter
 	ImagePullDuration prometheus.Histogram
 }
 
@@ -79,12 +80,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.ImagePulls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "opensandbox_image_pulls_total", Help: "Images pulled for templates that name an image reference, by result (ok, error).",
 	}, []string{"result"})
+	m.ImagesRemoved = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "opensandbox_images_removed_total", Help: "Pulled images removed after going unused for OPENSANDBOX_IMAGE_GC_AFTER.",
+	})
 	m.ImagePullDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "opensandbox_image_pull_duration_seconds", Help: "Time to pull an image.",
 		Buckets: []float64{.5, 1, 2, 5, 10, 30, 60, 120, 300},
 	})
 	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.FileBytes,
 		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents,
-		m.ImagePulls, m.ImagePullDuration)
+		m.ImagePulls, m.ImagePullDuration, m.ImagesRemoved)
 	return m
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/opensandbox/opensandbox/services/shared/api"
 	"github.com/opensandbox/opensandbox/services/shared/errs"
+	"github.com/opensandbox/opensandbox/services/worker/runtime"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,26 +63,8 @@ func podmanCLI(t *testing.T, args ...string) {
 // A template that names an image reference is pulled from its registry on
 // first use (once), then runs like any template.
 func TestTemplateImageIsPulled(t *testing.T) {
-	reg := startRegistry(t)
-	ref := reg + "/osb/busybox:pulltest-" + sandboxtest.RandomID()
-	podmanCLI(t, "push", "--quiet", "--tls-verify=false", "localhost/opensandbox/busybox:latest", ref)
-	t.Cleanup(func() { exec.Command("podman", "rmi", "--force", ref).Run() })
-
-	rt := sandboxtest.Runtime(t)
-	cfg := sandboxtest.Config(t)
-	cfg.InsecureRegistries = []string{reg}
-	promReg := prometheus.NewRegistry()
-	m, err := sandbox.New(sandboxtest.Logger(t), rt, cfg, sandbox.NewMetrics(promReg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, sb := range m.List(context.Background(), "") {
-			m.Kill(context.Background(), sb.SandboxID)
-		}
-		m.Close()
-		sandboxtest.ExpectNoContainers(t, rt, cfg.WorkerID)
-	})
+	p := newPullFixture(t, nil)
+	ref, rt, m, promReg := p.ref, p.rt, p.m, p.metrics
 	ctx := context.Background()
 	if ok, _ := rt.ImageExists(ctx, ref); ok {
 		t.Fatal("image is already local: the test would not pull")
@@ -100,7 +83,7 @@ func TestTemplateImageIsPulled(t *testing.T) {
 	}
 
 	// An unreachable registry answers 400, not 500.
-	_, err = m.Create(ctx, api.SandboxConfig{TemplateID: "127.0.0.1:1/osb/none:latest"}, sandbox.CreateOptions{})
+	_, err := m.Create(ctx, api.SandboxConfig{TemplateID: "127.0.0.1:1/osb/none:latest"}, sandbox.CreateOptions{})
 	var e *errs.Error
 	if !errors.As(err, &e) || e.Kind != errs.KindInvalid || e.Code != "template_not_found" {
 		t.Fatalf("unreachable registry: %v", err)
@@ -110,25 +93,43 @@ func TestTemplateImageIsPulled(t *testing.T) {
 	}
 }
 
-func pulls(t *testing.T, reg *prometheus.Registry, result string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
+// pullFixture is a manager whose template ref is an image in a real local
+// registry (busybox pushed there under a fresh tag), not yet local.
+type pullFixture struct {
+	ref     string
+	rt      *runtime.Podman
+	cfg     sandbox.Config
+	m       *sandbox.Manager
+	metrics *prometheus.Registry
+}
+
+func newPullFixture(t *testing.T, mutate func(*sandbox.Config)) pullFixture {
+	reg := startRegistry(t)
+	p := pullFixture{ref: reg + "/osb/busybox:pulltest-" + sandboxtest.RandomID(), rt: sandboxtest.Runtime(t),
+		cfg: sandboxtest.Config(t), metrics: prometheus.NewRegistry()}
+	podmanCLI(t, "push", "--quiet", "--tls-verify=false", "localhost/opensandbox/busybox:latest", p.ref)
+	t.Cleanup(func() { exec.Command("podman", "rmi", "--force", p.ref).Run() })
+	p.cfg.InsecureRegistries = []string{reg}
+	if mutate != nil {
+		mutate(&p.cfg)
+	}
+	m, err := sandbox.New(sandboxtest.Logger(t), p.rt, p.cfg, sandbox.NewMetrics(p.metrics))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != "opensandbox_image_pulls_total" {
-			continue
+	p.m = m
+	t.Cleanup(func() {
+		for _, sb := range m.List(context.Background(), "") {
+			m.Kill(context.Background(), sb.SandboxID)
 		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+		m.Close()
+		sandboxtest.ExpectNoContainers(t, p.rt, p.cfg.WorkerID)
+	})
+	return p
+}
+
+func pulls(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	return counter(t, reg, "opensandbox_image_pulls_total", "result", result)
 }
 
 // With an allowlist, other registries are refused before any pull.
@@ -206,4 +207,77 @@ func TestCreateWaitingForAPullCanBeCancelled(t *testing.T) {
 	if n := len(m.List(context.Background(), "")); n != 0 {
 		t.Fatalf("%d sandboxes after a cancelled create", n)
 	}
+}
+
+// A pulled image is removed once no sandbox has started from it for
+// ImageGCAfter, never while a sandbox runs from it; built-in template
+// images are never touched.
+func TestUnusedPulledImagesAreCollected(t *testing.T) {
+	p := newPullFixture(t, func(cfg *sandbox.Config) {
+		cfg.ImageGCAfter = 2 * time.Second // the collector then looks every second
+	})
+	ref, rt, m, cfg, promReg := p.ref, p.rt, p.m, p.cfg, p.metrics
+	ctx := context.Background()
+	sb, err := m.Create(ctx, api.SandboxConfig{TemplateID: ref}, sandbox.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, _ := os.ReadFile(filepath.Join(cfg.DataDir, "pulled-images.json"))
+	if !strings.Contains(string(record), ref) {
+		t.Fatalf("pulled-images.json does not record %s: %s", ref, record)
+	}
+	// Well past ImageGCAfter, the image stays while the sandbox runs from it.
+	time.Sleep(3 * time.Second)
+	if removed := m.CollectImages(ctx); len(removed) != 0 {
+		t.Fatalf("removed %v while a sandbox runs from it", removed)
+	}
+	if ok, _ := rt.ImageExists(ctx, ref); !ok {
+		t.Fatal("the image of a running sandbox was removed")
+	}
+	if err := m.Kill(ctx, sb.SandboxID); err != nil {
+		t.Fatal(err)
+	}
+	sandboxtest.Eventually(t, 15*time.Second, "unused image removed", func() bool {
+		ok, _ := rt.ImageExists(ctx, ref)
+		return !ok
+	})
+	if ok, _ := rt.ImageExists(ctx, "localhost/opensandbox/busybox:latest"); !ok {
+		t.Fatal("the built-in busybox image was removed")
+	}
+	if n := counter(t, promReg, "opensandbox_images_removed_total"); n != 1 {
+		t.Fatalf("removals counted %v, want 1", n)
+	}
+	record, _ = os.ReadFile(filepath.Join(cfg.DataDir, "pulled-images.json"))
+	if strings.Contains(string(record), ref) {
+		t.Fatalf("pulled-images.json still records the removed image: %s", record)
+	}
+	// Used again, it is pulled again.
+	if _, err := m.Create(ctx, api.SandboxConfig{TemplateID: ref}, sandbox.CreateOptions{}); err != nil {
+		t.Fatalf("create after the image was collected: %v", err)
+	}
+}
+
+// counter is the value of a counter, of its series with the given label
+// (name, value) pair if one is given.
+func counter(t *testing.T, reg *prometheus.Registry, name string, label ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := len(label) < 2
+			for _, l := range m.GetLabel() {
+				match = match || (l.GetName() == label[0] && l.GetValue() == label[1])
+			}
+			if match {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

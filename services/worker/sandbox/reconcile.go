@@ -15,12 +15,22 @@ func (m *Manager) reconcileLoop() {
 	defer m.reconciler.Done()
 	t := time.NewTicker(m.cfg.ReconcileInterval)
 	defer t.Stop()
+	var gc <-chan time.Time // image garbage collection, when on
+	if m.cfg.ImageGCAfter > 0 {
+		tick := time.NewTicker(m.cfg.imageGCEvery())
+		defer tick.Stop()
+		gc = tick.C
+	}
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-t.C:
 			m.reconcile()
+		case <-gc:
+			ctx, cancel := context.WithTimeout(m.ctx, reconcilePass)
+			m.CollectImages(ctx)
+			cancel()
 		}
 	}
 }
