@@ -243,6 +243,7 @@ job "opensandbox-worker" {
           OPENSANDBOX_MAX_MEMORY_MB={{ keyOrDefault "opensandbox/worker/max_memory_mb" "8192" }}
           OPENSANDBOX_DEFAULT_TIMEOUT={{ keyOrDefault "opensandbox/worker/default_timeout" "300" }}
           OPENSANDBOX_MAX_TIMEOUT={{ keyOrDefault "opensandbox/worker/max_timeout" "86400" }}
+          OPENSANDBOX_IMAGE_GC_AFTER={{ keyOrDefault "opensandbox/worker/image_gc_after" "24h" }}
           OPENSANDBOX_LOG_LEVEL={{ keyOrDefault "opensandbox/log_level" "info" }}
         EOT
       }
