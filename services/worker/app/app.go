@@ -266,6 +266,7 @@ func newPublisher(log *slog.Logger, reg prometheus.Registerer, nc *nats.Conn, cf
 		DataDir: cfg.Sandbox.DataDir,
 		Subject: natsx.EventSubject(cfg.Sandbox.Region, cfg.Sandbox.WorkerID),
 		// A worker always has a syncer behind it (server mode).
-		Stream: natsx.ConsumedStream(cfg.EventsMaxBytes),
+		Stream:           natsx.ConsumedStream(cfg.EventsMaxBytes),
+		EventsPerMessage: cfg.EventsPerMessage,
 	}, publisher.NewMetrics(reg))
 }

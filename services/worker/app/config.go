@@ -16,6 +16,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/grpcx"
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
 	"github.com/opensandbox/opensandbox/services/worker/heartbeat"
+	"github.com/opensandbox/opensandbox/services/worker/publisher"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 )
 
@@ -39,6 +40,10 @@ type Config struct {
 	// EventsMaxBytes bounds SANDBOX_EVENTS when this worker creates it: a
 	// work queue that refuses events when full (they wait in SQLite).
 	EventsMaxBytes int64
+	// EventsPerMessage bounds the events of a sandbox that share one
+	// JetStream message (1: every event its own message, its id the
+	// Nats-Msg-Id).
+	EventsPerMessage int
 	// GRPCTLS serves gRPC over TLS with this certificate; with a CA the
 	// control plane must present a certificate signed by it (mutual TLS).
 	GRPCTLS grpcx.TLSFiles
@@ -73,6 +78,7 @@ func LoadConfig() (Config, error) {
 		HeartbeatInterval: e.Duration("OPENSANDBOX_HEARTBEAT_INTERVAL", heartbeat.DefaultInterval),
 		PublishEvents:     e.Bool("OPENSANDBOX_PUBLISH_EVENTS", true),
 		EventsMaxBytes:    e.Int64("OPENSANDBOX_EVENTS_MAX_BYTES", natsx.DefaultEventsMaxBytes),
+		EventsPerMessage:  e.Int("OPENSANDBOX_EVENTS_PER_MESSAGE", publisher.DefaultEventsPerMessage),
 		GRPCTLS: grpcx.TLSFiles{
 			Cert: e.String("OPENSANDBOX_GRPC_TLS_CERT", ""),
 			Key:  e.String("OPENSANDBOX_GRPC_TLS_KEY", ""),
@@ -118,6 +124,8 @@ func (c Config) Validate() error {
 		return errors.New("OPENSANDBOX_MAX_UPLOAD_BYTES must be positive")
 	case c.EventsMaxBytes <= 0:
 		return errors.New("OPENSANDBOX_EVENTS_MAX_BYTES must be positive")
+	case c.EventsPerMessage < 1 || c.EventsPerMessage > 1000:
+		return errors.New("OPENSANDBOX_EVENTS_PER_MESSAGE must be between 1 and 1000")
 	case c.GRPCTLS.Enabled() && (c.GRPCTLS.Cert == "" || c.GRPCTLS.Key == ""):
 		return errors.New("gRPC TLS needs OPENSANDBOX_GRPC_TLS_CERT and OPENSANDBOX_GRPC_TLS_KEY")
 	}

@@ -437,3 +437,44 @@ func TestPipelineOversizedLegacyEventIsBounded(t *testing.T) {
 		t.Fatalf("the oversized event landed with %d args, the longest %d bytes", n, longest)
 	}
 }
+
+// With one event per message (OPENSANDBOX_EVENTS_PER_MESSAGE=1) every
+// message holds one event and carries that event's id as its Nats-Msg-Id.
+func TestPipelineOneEventPerMessage(t *testing.T) {
+	p := newPipeline(t)
+	p.perMsg = 1
+	p.writeCommands("single", 20) // all waiting together: still 20 messages
+	p.startPublisher()
+	js := p.js(natsx.RoleControlPlane)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, natsx.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for p.unsynced() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events still unsynced", p.unsynced())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Msgs != 20 {
+		t.Fatalf("stream holds %v messages (%v), want 20", info.State.Msgs, err)
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		encoded, err := events.UnmarshalBatch(m.Data, 1)
+		if err != nil || m.Header.Get(events.EventsHeader) != "1" {
+			t.Fatalf("message %d: %v, header %q", seq, err, m.Header.Get(events.EventsHeader))
+		}
+		ev, err := events.Unmarshal(encoded[0])
+		if err != nil || m.Header.Get(jetstream.MsgIDHeader) != ev.ID {
+			t.Fatalf("message %d: id %q, event %q (%v)", seq, m.Header.Get(jetstream.MsgIDHeader), ev.ID, err)
+		}
+	}
+}

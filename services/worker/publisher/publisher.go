@@ -40,6 +40,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// DefaultEventsPerMessage is how many events of a sandbox share a message
+// at most, unless configured (OPENSANDBOX_EVENTS_PER_MESSAGE).
+const DefaultEventsPerMessage = 250
+
 // Config configures a publisher.
 type Config struct {
 	DataDir   string             // the manager's data dir: sandboxes/<id>/sandbox.db
@@ -63,7 +67,7 @@ func (c *Config) defaults() {
 		c.BatchSize = 1000
 	}
 	if c.EventsPerMessage <= 0 {
-		c.EventsPerMessage = 250
+		c.EventsPerMessage = DefaultEventsPerMessage
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 256 << 10

@@ -15,6 +15,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/config"
 	"github.com/opensandbox/opensandbox/services/shared/grpcx"
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
+	"github.com/opensandbox/opensandbox/services/worker/publisher"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 )
 
@@ -44,6 +45,9 @@ type Config struct {
 	// EventsMaxBytes bounds SANDBOX_EVENTS where a syncer consumes it (with
 	// PostgreSQL): a work queue that refuses events when full.
 	EventsMaxBytes int64
+	// EventsPerMessage bounds the events of a sandbox that share one
+	// JetStream message (1: every event its own message).
+	EventsPerMessage int
 
 	// Server mode.
 	NATSURL       string
@@ -81,29 +85,30 @@ func (c Config) eventStream() natsx.StreamPolicy {
 func LoadConfig() (Config, error) {
 	e := &config.Env{}
 	c := Config{
-		Mode:           e.String("OPENSANDBOX_MODE", ModeCombined),
-		Addr:           net.JoinHostPort(e.String("OPENSANDBOX_HOST", "127.0.0.1"), e.String("OPENSANDBOX_PORT", "8080")),
-		APIKey:         e.String("OPENSANDBOX_API_KEY", ""),
-		MetricsToken:   e.String("OPENSANDBOX_METRICS_TOKEN", ""),
-		LogLevel:       e.String("OPENSANDBOX_LOG_LEVEL", "info"),
-		PodmanURI:      e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
-		OCIRuntime:     e.String("OPENSANDBOX_OCI_RUNTIME", ""),
-		MaxUpload:      e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
-		Sandbox:        sandbox.ConfigFromEnv(e),
-		DatabaseURL:    e.String("DATABASE_URL", ""),
-		Migrate:        e.Bool("OPENSANDBOX_MIGRATE", true),
-		RunSyncer:      e.Bool("OPENSANDBOX_RUN_SYNCER", true),
-		EventsMaxBytes: e.Int64("OPENSANDBOX_EVENTS_MAX_BYTES", natsx.DefaultEventsMaxBytes),
-		NATSURL:        e.String("NATS_URL", ""),
-		JWTSecret:      e.String("OPENSANDBOX_JWT_SECRET", ""),
-		WorkerSecret:   e.String("OPENSANDBOX_WORKER_SECRET", ""),
-		DefaultRegion:  e.String("OPENSANDBOX_DEFAULT_REGION", "local"),
-		WorkOSClientID: e.String("WORKOS_CLIENT_ID", ""),
-		WorkOSAPIKey:   e.String("WORKOS_API_KEY", ""),
-		WorkOSAPIURL:   e.String("WORKOS_API_URL", "https://api.workos.com"),
-		PublicURL:      e.String("OPENSANDBOX_PUBLIC_URL", ""),
-		PersonalOrgs:   e.Bool("OPENSANDBOX_DASHBOARD_PERSONAL_ORGS", false),
-		StaleAfter:     e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
+		Mode:             e.String("OPENSANDBOX_MODE", ModeCombined),
+		Addr:             net.JoinHostPort(e.String("OPENSANDBOX_HOST", "127.0.0.1"), e.String("OPENSANDBOX_PORT", "8080")),
+		APIKey:           e.String("OPENSANDBOX_API_KEY", ""),
+		MetricsToken:     e.String("OPENSANDBOX_METRICS_TOKEN", ""),
+		LogLevel:         e.String("OPENSANDBOX_LOG_LEVEL", "info"),
+		PodmanURI:        e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
+		OCIRuntime:       e.String("OPENSANDBOX_OCI_RUNTIME", ""),
+		MaxUpload:        e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
+		Sandbox:          sandbox.ConfigFromEnv(e),
+		DatabaseURL:      e.String("DATABASE_URL", ""),
+		Migrate:          e.Bool("OPENSANDBOX_MIGRATE", true),
+		RunSyncer:        e.Bool("OPENSANDBOX_RUN_SYNCER", true),
+		EventsMaxBytes:   e.Int64("OPENSANDBOX_EVENTS_MAX_BYTES", natsx.DefaultEventsMaxBytes),
+		EventsPerMessage: e.Int("OPENSANDBOX_EVENTS_PER_MESSAGE", publisher.DefaultEventsPerMessage),
+		NATSURL:          e.String("NATS_URL", ""),
+		JWTSecret:        e.String("OPENSANDBOX_JWT_SECRET", ""),
+		WorkerSecret:     e.String("OPENSANDBOX_WORKER_SECRET", ""),
+		DefaultRegion:    e.String("OPENSANDBOX_DEFAULT_REGION", "local"),
+		WorkOSClientID:   e.String("WORKOS_CLIENT_ID", ""),
+		WorkOSAPIKey:     e.String("WORKOS_API_KEY", ""),
+		WorkOSAPIURL:     e.String("WORKOS_API_URL", "https://api.workos.com"),
+		PublicURL:        e.String("OPENSANDBOX_PUBLIC_URL", ""),
+		PersonalOrgs:     e.Bool("OPENSANDBOX_DASHBOARD_PERSONAL_ORGS", false),
+		StaleAfter:       e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
 		GRPCTLS: grpcx.TLSFiles{
 			Cert: e.String("OPENSANDBOX_GRPC_TLS_CERT", ""),
 			Key:  e.String("OPENSANDBOX_GRPC_TLS_KEY", ""),
@@ -126,6 +131,9 @@ func (c Config) Validate() error {
 	}
 	if c.EventsMaxBytes < 0 {
 		return errors.New("OPENSANDBOX_EVENTS_MAX_BYTES must be positive")
+	}
+	if c.EventsPerMessage < 0 || c.EventsPerMessage > 1000 {
+		return errors.New("OPENSANDBOX_EVENTS_PER_MESSAGE must be between 1 and 1000")
 	}
 	if c.dashboard() {
 		if err := c.checkDashboard(); err != nil {

@@ -69,8 +69,9 @@ func startEvents(log *slog.Logger, natsURL, dataDir string, stream natsx.StreamP
 
 // publish starts the publisher over the sandboxes of dataDir; the manager
 // must be configured with RetainEvents and OnEvent = Notify.
-func (e *events) publish(ctx context.Context, reg prometheus.Registerer, dataDir, region, workerID string) error {
-	pub, err := publisher.New(e.log, e.js, publisher.Config{DataDir: dataDir, Subject: natsx.EventSubject(region, workerID), Stream: e.stream}, publisher.NewMetrics(reg))
+func (e *events) publish(ctx context.Context, reg prometheus.Registerer, dataDir, region, workerID string, perMessage int) error {
+	pub, err := publisher.New(e.log, e.js, publisher.Config{DataDir: dataDir, Subject: natsx.EventSubject(region, workerID), Stream: e.stream,
+		EventsPerMessage: perMessage}, publisher.NewMetrics(reg))
 	if err != nil {
 		return err
 	}

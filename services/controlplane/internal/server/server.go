@@ -52,7 +52,7 @@ func runCombined(ctx context.Context, log *slog.Logger, cfg Config) error {
 		return err
 	}
 	defer ev.Close()
-	if err := ev.publish(ctx, reg, cfg.Sandbox.DataDir, cfg.Sandbox.Region, cfg.Sandbox.WorkerID); err != nil {
+	if err := ev.publish(ctx, reg, cfg.Sandbox.DataDir, cfg.Sandbox.Region, cfg.Sandbox.WorkerID, cfg.EventsPerMessage); err != nil {
 		return err
 	}
 	cfg.Sandbox.RetainEvents = true
