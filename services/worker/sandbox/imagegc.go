@@ -28,10 +28,17 @@ func loadPulledImages(dataDir string) *pulledImages {
 	return p
 }
 
+// usedPrecision is how stale a recorded use may be: the record is written
+// at most once a minute per image, not on every create (GC ages are hours).
+const usedPrecision = time.Minute
+
 // used records a sandbox starting from ref.
 func (p *pulledImages) used(ref string, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if last, ok := p.lastUsed[ref]; ok && at.Sub(last) < usedPrecision {
+		return
+	}
 	p.lastUsed[ref] = at
 	p.save()
 }

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -138,7 +139,7 @@ func (w *WorkOS) do(ctx context.Context, method, path string, body io.Reader, be
 			Message     string `json:"message"`
 		}
 		json.Unmarshal(data, &e)
-		return &apiError{path: path, status: resp.StatusCode, code: orElse(e.Error, e.Code), message: orElse(e.Description, e.Message)}
+		return &apiError{path: path, status: resp.StatusCode, code: cmp.Or(e.Error, e.Code), message: cmp.Or(e.Description, e.Message)}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("WorkOS %s: %w", path, err)
@@ -155,11 +156,4 @@ type apiError struct {
 
 func (e *apiError) Error() string {
 	return fmt.Sprintf("WorkOS %s: %d %s %s", e.path, e.status, e.code, e.message)
-}
-
-func orElse(s, fallback string) string {
-	if s != "" {
-		return s
-	}
-	return fallback
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/api"
-	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
 	_ "modernc.org/sqlite"
 )
@@ -28,19 +26,7 @@ func TestWorkerSIGKILLLosesNoEvents(t *testing.T) {
 	c := startCluster(t, func(cfg *Config) { cfg.RunSyncer = true })
 	bin := workerBinary(t)
 	id := "evkill-" + sandboxtest.RandomID()
-	dataDir, err := os.MkdirTemp("", "osbe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := sandboxtest.Runtime(t)
-	t.Cleanup(func() {
-		ctx := context.Background()
-		left, _ := rt.List(ctx, map[string]string{sandbox.LabelWorker: id})
-		for _, ctr := range left {
-			rt.Remove(ctx, ctr.Name)
-		}
-		os.RemoveAll(dataDir)
-	})
+	dataDir := killedWorkerDir(t, id)
 	httpPort, grpcPort := freePort(t), freePort(t)
 	worker := startWorkerProcess(t, c, bin, id, dataDir, httpPort, grpcPort)
 	c.waitWorker(t, id, true)

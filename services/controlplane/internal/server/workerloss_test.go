@@ -94,19 +94,16 @@ func startWorkerProcess(t *testing.T, c *testCluster, bin, id, dataDir, httpPort
 	return cmd
 }
 
-// A real worker process killed with SIGKILL is dropped from the registry
-// within 20 s (three missed 5 s beats) and its sessions turn error.
-func TestWorkerKilledIsDroppedAndSessionsFail(t *testing.T) {
-	c := startCluster(t, nil)
-	bin := workerBinary(t)
-	id := "kill-" + sandboxtest.RandomID()
+// killedWorkerDir is the data directory of a worker process the test
+// kills: the worker cannot clean up, so the test removes its containers
+// (labelled with its id) and the directory at the end.
+func killedWorkerDir(t *testing.T, id string) string {
 	dataDir, err := os.MkdirTemp("", "osbk")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rt := sandboxtest.Runtime(t)
 	t.Cleanup(func() {
-		// The killed worker could not clean up: remove what it left.
 		ctx := context.Background()
 		left, _ := rt.List(ctx, map[string]string{sandbox.LabelWorker: id})
 		for _, ctr := range left {
@@ -115,6 +112,16 @@ func TestWorkerKilledIsDroppedAndSessionsFail(t *testing.T) {
 		sandboxtest.ExpectNoContainers(t, rt, id)
 		os.RemoveAll(dataDir)
 	})
+	return dataDir
+}
+
+// A real worker process killed with SIGKILL is dropped from the registry
+// within 20 s (three missed 5 s beats) and its sessions turn error.
+func TestWorkerKilledIsDroppedAndSessionsFail(t *testing.T) {
+	c := startCluster(t, nil)
+	bin := workerBinary(t)
+	id := "kill-" + sandboxtest.RandomID()
+	dataDir := killedWorkerDir(t, id)
 	cmd := startWorkerProcess(t, c, bin, id, dataDir, freePort(t), freePort(t))
 	c.waitWorker(t, id, true)
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -146,7 +147,7 @@ func provision(ctx context.Context, tx pgx.Tx, id Identity, personalOrgs bool) (
 // workosOrg returns the org tied to the sign-in's WorkOS organization,
 // creating it on first sight.
 func workosOrg(ctx context.Context, tx pgx.Tx, id Identity) (string, error) {
-	name := orElse(id.OrgName, id.WorkOSOrgID)
+	name := cmp.Or(id.OrgName, id.WorkOSOrgID)
 	var orgID string
 	err := tx.QueryRow(ctx, `INSERT INTO orgs (name, slug, workos_org_id) VALUES ($1, $2, $3)
 		ON CONFLICT (workos_org_id) DO NOTHING RETURNING id::text`, name, slugFor(name), id.WorkOSOrgID).Scan(&orgID)
@@ -154,13 +155,6 @@ func workosOrg(ctx context.Context, tx pgx.Tx, id Identity) (string, error) {
 		err = tx.QueryRow(ctx, `SELECT id::text FROM orgs WHERE workos_org_id = $1`, id.WorkOSOrgID).Scan(&orgID)
 	}
 	return orgID, err
-}
-
-func orElse(s, fallback string) string {
-	if s != "" {
-		return s
-	}
-	return fallback
 }
 
 var nonSlug = regexp.MustCompile(`[^a-z0-9]+`)
