@@ -81,9 +81,8 @@ proto: ## regenerate the gRPC code of services/shared/proto (pinned generators)
 test: bootstrap test-deps build test-go test-sdks ## run the whole test suite against real Podman
 
 .PHONY: test-deps
-test-deps: ## what only the tests need: Debian's Chromium for the dashboard's browser test
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "install chromium (apt-get install chromium)" >&2; exit 1; }; \
-		echo "==> installing chromium"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+test-deps: ## what only the tests need (Chromium, PostgreSQL, a registry, protoc), installed when missing
+	@scripts/test-deps.sh
 
 .PHONY: test-go
 test-go: ## Go tests of every module (needs `make bootstrap build` first)
