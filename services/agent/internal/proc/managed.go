@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opensandbox/opensandbox/services/agent/internal/drain"
 	"github.com/opensandbox/opensandbox/services/agent/internal/ringbuf"
 )
 
@@ -198,52 +199,22 @@ func (f *Follower) Next(ctx context.Context, buf []byte) (stream, n int, err err
 // supervise waits for the process, enforces its timeout, drains its output
 // and records how it ended.
 func (p *Process) supervise(pp *piped, timeout time.Duration) {
-	var exited sync.WaitGroup
-	after := make(chan struct{})
+	var pumped sync.WaitGroup
+	exited := make(chan struct{})
 	pump := func(src *os.File, dst *ringbuf.Buffer) {
-		defer exited.Done()
+		defer pumped.Done()
 		defer src.Close()
 		defer dst.Close()
-		buf := make([]byte, 32<<10)
-		post := 0
-		for {
-			select {
-			case <-after:
-				// After the exit, each read waits only briefly: what is
-				// still in the pipe comes at once, a silent grandchild
-				// holding the pipe open does not hold the stream.
-				src.SetReadDeadline(time.Now().Add(drainGrace))
-			default:
-			}
-			n, err := src.Read(buf)
-			if n > 0 {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
-				}
-				select {
-				case <-after:
-					if post += n; post > postExitRead {
-						return
-					}
-				default:
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
+		drain.Copy(dst, src, exited, drain.Options{Grace: drainGrace, MaxAfterExit: postExitRead})
 	}
-	exited.Add(2)
+	pumped.Add(2)
 	go pump(pp.stdout, p.Stdout)
 	go pump(pp.stderr, p.Stderr)
 
 	ws, timedOut := waitOrKill(pp.pid, pp.done, timeout, nil)
-	close(after)
-	deadline := time.Now().Add(drainGrace)
-	pp.stdout.SetReadDeadline(deadline)
-	pp.stderr.SetReadDeadline(deadline)
+	close(exited)
 	p.CloseStdin()
-	exited.Wait()
+	pumped.Wait()
 
 	p.mu.Lock()
 	p.exitCode = ExitCode(ws)

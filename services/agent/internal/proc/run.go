@@ -3,10 +3,11 @@ package proc
 import (
 	"context"
 	"errors"
-	"io"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/opensandbox/opensandbox/services/agent/internal/drain"
 )
 
 // Spec describes a process to start.
@@ -29,8 +30,9 @@ type Result struct {
 // ErrNotFound is returned when the executable does not exist.
 var ErrNotFound = errors.New("executable not found")
 
-// drainGrace bounds how long output is read after the process exits; a
-// background grandchild that keeps the pipe open must not hold the answer.
+// drainGrace is how long the output pipes may stay quiet after the process
+// exited: a background grandchild that keeps them open must not hold the
+// answer. What the process itself wrote is read whatever the grace.
 const drainGrace = 100 * time.Millisecond
 
 // Run starts spec in its own process group, feeds stdin, captures at most
@@ -54,10 +56,11 @@ func (r *Reaper) Run(ctx context.Context, spec Spec, stdin []byte, timeout time.
 
 	stdout := &cappedBuffer{max: maxOutput}
 	stderr := &cappedBuffer{max: maxOutput}
+	exited := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); io.Copy(stdout, outR) }()
-	go func() { defer wg.Done(); io.Copy(stderr, errR) }()
+	go func() { defer wg.Done(); drain.Copy(stdout, outR, exited, drain.Options{Grace: drainGrace}) }()
+	go func() { defer wg.Done(); drain.Copy(stderr, errR, exited, drain.Options{Grace: drainGrace}) }()
 
 	res := &Result{}
 	var ws syscall.WaitStatus
@@ -69,9 +72,7 @@ func (r *Reaper) Run(ctx context.Context, spec Spec, stdin []byte, timeout time.
 	res.Duration = time.Since(start)
 	inW.Close() // unblocks a stdin writer the process never read
 
-	deadline := time.Now().Add(drainGrace)
-	outR.SetReadDeadline(deadline)
-	errR.SetReadDeadline(deadline)
+	close(exited)
 	wg.Wait()
 	outR.Close()
 	errR.Close()

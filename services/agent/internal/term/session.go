@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/opensandbox/opensandbox/services/agent/internal/drain"
 	"github.com/opensandbox/opensandbox/services/agent/internal/proc"
 	"github.com/opensandbox/opensandbox/services/agent/internal/ringbuf"
 	"github.com/opensandbox/opensandbox/services/shared/agentapi"
@@ -19,8 +21,9 @@ import (
 // ScrollbackBytes is how much recent output a reconnecting client replays.
 const ScrollbackBytes = 64 << 10
 
-// drainGrace bounds reads from the terminal after the shell exited: a job
-// left running in the background may hold the terminal open.
+// drainGrace is how long the terminal may stay quiet after the shell exited
+// before its output ends: a job left running in the background may hold the
+// terminal open. What the shell wrote is read whatever the grace.
 const drainGrace = 100 * time.Millisecond
 
 // Session is one shell on one terminal.
@@ -105,30 +108,12 @@ func (s *Session) run(exited <-chan syscall.WaitStatus) {
 	go func() {
 		defer close(pumped)
 		defer s.out.Close()
-		buf := make([]byte, 32<<10)
-		for {
-			select {
-			case <-after:
-				s.master.SetReadDeadline(time.Now().Add(drainGrace))
-			default:
-			}
-			// Reading fails with EIO once the last holder of the terminal
-			// closes it; that is the normal end.
-			n, err := s.master.Read(buf)
-			if n > 0 {
-				s.bytesOut.Add(int64(n))
-				if _, werr := s.out.Write(buf[:n]); werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
+		// Reading fails with EIO once the last holder of the terminal
+		// closes it; that is the normal end.
+		drain.Copy(countingWriter{s.out, &s.bytesOut}, s.master, after, drain.Options{Grace: drainGrace})
 	}()
 	ws := <-exited
 	close(after)
-	s.master.SetReadDeadline(time.Now().Add(drainGrace))
 	<-pumped
 	s.master.Close()
 	s.mu.Lock()
@@ -262,4 +247,16 @@ func atoiPositive(s string) (int, bool) {
 		n = n*10 + int(c-'0')
 	}
 	return n, n > 0
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
