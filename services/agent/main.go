@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -45,7 +46,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: server.New(log, reaper, version).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	api := server.New(log, reaper, version)
+	// The collector works harder before the heap outgrows what commands'
+	// output may hold: the agent must not be what fills its sandbox.
+	debug.SetMemoryLimit(server.OutputBudget(api.MemoryLimit()) + 64<<20)
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 
 	sigs := make(chan os.Signal, 8)

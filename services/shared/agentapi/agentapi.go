@@ -5,7 +5,10 @@
 // Routes served by the agent (errors are api.ErrorBody JSON):
 //
 //	GET    /health                       200 Health
-//	POST   /exec                         ExecRequest -> 200 api.ProcessResult
+//	POST   /exec                         ExecRequest -> 200 api.ProcessResult, or
+//	                                     with Accept: FramesContentType 200
+//	                                     frames: Exit (ExecExit), Stdout...,
+//	                                     Stderr... (the output after its size)
 //	GET    /files?path=                  200 raw bytes (Content-Length set)
 //	PUT    /files?path=&mode=            raw body -> 200 api.EntryInfo
 //	DELETE /files?path=                  204
@@ -53,6 +56,25 @@ const DefaultMaxOutput = 10 << 20
 
 // KeepaliveInterval is how long a frame stream may stay silent.
 const KeepaliveInterval = 15 * time.Second
+
+// FramesContentType marks a frame stream; a worker that sends it in Accept
+// gets the exec answer as frames (older agents answer JSON).
+const FramesContentType = "application/x-osb-frames"
+
+// ExecExit is the first frame of a framed exec answer: how the command
+// ended and how many output bytes follow on each stream.
+type ExecExit struct {
+	ExitCode        int   `json:"exitCode"`
+	TimedOut        bool  `json:"timedOut,omitempty"`
+	DurationMs      int64 `json:"durationMs"`
+	StdoutLen       int   `json:"stdoutLen"`
+	StderrLen       int   `json:"stderrLen"`
+	StdoutTruncated bool  `json:"stdoutTruncated,omitempty"`
+	StderrTruncated bool  `json:"stderrTruncated,omitempty"`
+	// OOMKilled: the sandbox ran out of memory while the command ran and
+	// the kernel killed it (exit code 137).
+	OOMKilled bool `json:"oomKilled,omitempty"`
+}
 
 // UpgradeProtocol is the Upgrade token of a PTY attach.
 const UpgradeProtocol = "osb-frames"

@@ -81,6 +81,9 @@ type ProcessResult struct {
 	StderrTruncated bool   `json:"stderrTruncated,omitempty"`
 	TimedOut        bool   `json:"timedOut,omitempty"`
 	DurationMs      int64  `json:"durationMs"`
+	// OOMKilled: the sandbox ran out of memory and the kernel killed the
+	// command (exit code 137); the sandbox itself lives on.
+	OOMKilled bool `json:"oomKilled,omitempty"`
 }
 
 // EntryInfo describes one file system entry.

@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -27,7 +28,7 @@ type Sandboxes interface {
 	SetTimeout(ctx context.Context, id string, d time.Duration) (api.Sandbox, error)
 	OrgOf(id string) (string, error)
 
-	Exec(ctx context.Context, id string, p api.ProcessConfig) (api.ProcessResult, error)
+	Command(ctx context.Context, id string, p api.ProcessConfig) (*sandbox.ExecResult, error)
 	ReadFile(ctx context.Context, id, path, rangeHdr string) (*sandbox.FileReader, error)
 	WriteFile(ctx context.Context, id, path, mode string, r io.Reader, size int64) (api.EntryInfo, error)
 	ListDir(ctx context.Context, id, path string, depth int) ([]api.EntryInfo, error)
@@ -174,14 +175,30 @@ func (h *Handlers) exec(c *fiber.Ctx) error {
 	// A client that hangs up cancels the command (the agent kills it)
 	// rather than leaving it to run to its timeout.
 	ctx, cancel := context.WithCancel(c.UserContext())
-	defer cancel()
 	stop := watchHangup(c.Context().Conn(), cancel)
-	defer stop()
-	res, err := h.sb.Exec(ctx, id, p)
+	done := func() { stop(); cancel() }
+	res, err := h.sb.Command(ctx, id, p)
 	if err != nil {
+		done()
 		return err
 	}
-	return c.JSON(res)
+	if res.StdoutLen+res.StderrLen <= bufferedAnswer {
+		defer done()
+		whole, err := res.Collect()
+		if err != nil {
+			return err
+		}
+		return c.JSON(whole)
+	}
+	// The output streams from the agent as the answer is written; the
+	// command's slot and the agent's answer are held until then.
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer done()
+		defer res.Close()
+		writeResultJSON(w, res)
+	})
+	return nil
 }
 
 func pathQuery(c *fiber.Ctx) (string, error) {

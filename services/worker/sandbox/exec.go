@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/agentapi"
@@ -49,35 +50,87 @@ func (m *Manager) execRequest(p api.ProcessConfig, defaultTimeout time.Duration)
 	return req, nil
 }
 
-// Exec runs a command to completion and logs it. At most Config.MaxExecs
-// run at once in a sandbox (their output is held in memory until the end);
-// more are refused with 429 too_many_commands. Ending ctx kills the command.
+// ExecResult is a finished command whose output is still to be read from
+// its agent: WriteOutput streams it, so the worker holds at most a frame of
+// it however large it is. Close releases the command's slot in its sandbox.
+type ExecResult struct {
+	api.ProcessResult // everything but Stdout and Stderr
+	StdoutLen         int
+	StderrLen         int
+	answer            *agentclient.ExecAnswer
+	release           func()
+}
+
+// WriteOutput streams stdout, then stderr, to the writers.
+func (r *ExecResult) WriteOutput(stdout, stderr io.Writer) error {
+	return r.answer.Output(stdout, stderr)
+}
+
+// Collect reads the whole output into the result and closes it.
+func (r *ExecResult) Collect() (api.ProcessResult, error) {
+	defer r.Close()
+	return r.answer.Result()
+}
+
+// Close releases the answer and the command's slot.
+func (r *ExecResult) Close() {
+	r.answer.Close()
+	r.release()
+}
+
+// Exec runs a command to completion and returns its whole result.
 func (m *Manager) Exec(ctx context.Context, id string, p api.ProcessConfig) (api.ProcessResult, error) {
-	b, err := m.get(id)
+	r, err := m.Command(ctx, id, p)
 	if err != nil {
 		return api.ProcessResult{}, err
+	}
+	res, err := r.Collect()
+	if err != nil {
+		return api.ProcessResult{}, m.agentErr(id, err)
+	}
+	return res, nil
+}
+
+// Command runs a command to completion and logs it; its output is read
+// from the result, streamed from the agent. At most Config.MaxExecs run at once in a sandbox (until
+// their results are closed); more are refused with 429 too_many_commands.
+// Ending ctx before the command ends kills it.
+func (m *Manager) Command(ctx context.Context, id string, p api.ProcessConfig) (*ExecResult, error) {
+	b, err := m.get(id)
+	if err != nil {
+		return nil, err
 	}
 	req, err := m.execRequest(p, m.cfg.DefaultExecTimeout)
 	if err != nil {
-		return api.ProcessResult{}, err
+		return nil, err
 	}
 	select {
 	case b.execs <- struct{}{}:
-		defer func() { <-b.execs }()
 	default:
-		return api.ProcessResult{}, errs.New(errs.KindQuota, "too_many_commands",
+		return nil, errs.New(errs.KindQuota, "too_many_commands",
 			"%d commands are already running in this sandbox; wait for one to finish or run it in the background", m.cfg.MaxExecs)
 	}
+	release := sync.OnceFunc(func() { <-b.execs })
 	start := time.Now()
-	res, err := b.agent.Exec(ctx, req)
+	a, err := b.agent.Exec(ctx, req)
 	m.metrics.ExecDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
+		release()
 		m.metrics.Commands.WithLabelValues("error").Inc()
-		return api.ProcessResult{}, m.agentErr(id, err)
+		return nil, m.agentErr(id, err)
 	}
-	m.metrics.Commands.WithLabelValues(exitClass(res.ExitCode, res.TimedOut)).Inc()
-	m.logCommand(ctx, b, p, finished{exitCode: res.ExitCode, durationMs: res.DurationMs, stdoutLen: len(res.Stdout), stderrLen: len(res.Stderr)}, start)
-	return res, nil
+	m.metrics.Commands.WithLabelValues(exitClass(a.ExitCode, a.TimedOut)).Inc()
+	if a.OOMKilled {
+		m.metrics.OOMKills.Inc()
+	}
+	m.logCommand(ctx, b, p, finished{exitCode: a.ExitCode, durationMs: a.DurationMs, stdoutLen: a.StdoutLen, stderrLen: a.StderrLen}, start)
+	return &ExecResult{
+		ProcessResult: api.ProcessResult{
+			ExitCode: a.ExitCode, StdoutTruncated: a.StdoutTruncated, StderrTruncated: a.StderrTruncated,
+			TimedOut: a.TimedOut, DurationMs: a.DurationMs, OOMKilled: a.OOMKilled,
+		},
+		StdoutLen: a.StdoutLen, StderrLen: a.StderrLen, answer: a, release: release,
+	}, nil
 }
 
 func exitClass(code int, timedOut bool) string {

@@ -10,6 +10,7 @@ type Metrics struct {
 	Destroyed      *prometheus.CounterVec
 	ExecDuration   prometheus.Histogram
 	Commands       *prometheus.CounterVec
+	OOMKills       prometheus.Counter // commands the sandbox's OOM killer took
 	FileBytes      *prometheus.CounterVec
 
 	ProcessStarts *prometheus.CounterVec // by mode: stream, background
@@ -49,6 +50,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "opensandbox_commands_total", Help: "Commands run, by exit class (ok, nonzero, timeout, error).",
 		}, []string{"exit_class"}),
+		OOMKills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "opensandbox_commands_oom_killed_total", Help: "Commands killed because their sandbox ran out of memory (the sandbox lives on).",
+		}),
 		FileBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "opensandbox_file_bytes_total", Help: "File bytes moved through the data path, by direction (upload, download).",
 		}, []string{"direction"}),
@@ -87,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "opensandbox_image_pull_duration_seconds", Help: "Time to pull an image.",
 		Buckets: []float64{.5, 1, 2, 5, 10, 30, 60, 120, 300},
 	})
-	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.FileBytes,
+	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.OOMKills, m.FileBytes,
 		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents,
 		m.ImagePulls, m.ImagePullDuration, m.ImagesRemoved)
 	return m

@@ -17,15 +17,18 @@ type Spec struct {
 	Dir  string
 }
 
-// Result is a finished command.
+// Result is a finished command. Release it once its output has been sent:
+// the output's reservation in the budget is held until then.
 type Result struct {
-	ExitCode        int
-	Stdout, Stderr  []byte
-	StdoutTruncated bool
-	StderrTruncated bool
-	TimedOut        bool
-	Duration        time.Duration
+	ExitCode       int
+	Stdout, Stderr *Output
+	TimedOut       bool
+	Duration       time.Duration
+	held           *held
 }
+
+// Release returns the output's room to the budget.
+func (r *Result) Release() { r.held.Release() }
 
 // ErrNotFound is returned when the executable does not exist.
 var ErrNotFound = errors.New("executable not found")
@@ -36,10 +39,11 @@ var ErrNotFound = errors.New("executable not found")
 const drainGrace = 100 * time.Millisecond
 
 // Run starts spec in its own process group, feeds stdin, captures at most
-// maxOutput bytes of each stream and kills the whole group at timeout. When
-// ctx ends first (the caller hung up), the group is killed too and Run
-// returns ctx's error once the process is reaped.
-func (r *Reaper) Run(ctx context.Context, spec Spec, stdin []byte, timeout time.Duration, maxOutput int) (*Result, error) {
+// maxOutput bytes of each stream (within budget, which may be nil for no
+// bound) and kills the whole group at timeout. When ctx ends first (the
+// caller hung up), the group is killed too and Run returns ctx's error once
+// the process is reaped.
+func (r *Reaper) Run(ctx context.Context, spec Spec, stdin []byte, timeout time.Duration, maxOutput int, budget *Budget) (*Result, error) {
 	start := time.Now()
 	p, err := r.startPiped(spec)
 	if err != nil {
@@ -54,8 +58,14 @@ func (r *Reaper) Run(ctx context.Context, spec Spec, stdin []byte, timeout time.
 		inW.Close()
 	}()
 
-	stdout := &cappedBuffer{max: maxOutput}
-	stderr := &cappedBuffer{max: maxOutput}
+	// Waiting for room in the budget ends with the command's own time.
+	hctx, hcancel := context.WithCancel(ctx)
+	if timeout > 0 {
+		hctx, hcancel = context.WithTimeout(ctx, timeout)
+	}
+	defer hcancel()
+	h := &held{budget: budget, ctx: hctx, max: maxOutput}
+	stdout, stderr := &Output{h: h}, &Output{h: h}
 	exited := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -78,14 +88,14 @@ func (r *Reaper) Run(ctx context.Context, spec Spec, stdin []byte, timeout time.
 	errR.Close()
 
 	if err := ctx.Err(); err != nil {
+		h.Release()
 		return nil, err
 	}
 	res.ExitCode = ExitCode(ws)
 	if res.TimedOut {
 		res.ExitCode = 124
 	}
-	res.Stdout, res.StdoutTruncated = stdout.buf, stdout.truncated
-	res.Stderr, res.StderrTruncated = stderr.buf, stderr.truncated
+	res.Stdout, res.Stderr, res.held = stdout, stderr, h
 	return res, nil
 }
 
@@ -108,25 +118,4 @@ func waitOrKill(pid int, done <-chan syscall.WaitStatus, timeout time.Duration, 
 		KillGroup(pid, syscall.SIGKILL)
 		return <-done, false
 	}
-}
-
-// cappedBuffer keeps the first max bytes and counts the rest as truncated,
-// still consuming them so the writer never blocks.
-type cappedBuffer struct {
-	buf       []byte
-	max       int
-	truncated bool
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	room := b.max - len(b.buf)
-	if room < len(p) {
-		b.truncated = true
-		if room > 0 {
-			b.buf = append(b.buf, p[:room]...)
-		}
-		return len(p), nil
-	}
-	b.buf = append(b.buf, p...)
-	return len(p), nil
 }

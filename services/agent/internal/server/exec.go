@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/agent/internal/proc"
@@ -14,6 +16,10 @@ import (
 
 // maxExecRequest bounds the JSON of one exec request, stdin included.
 const maxExecRequest = 16 << 20
+
+// outputFrame is the largest output frame of a framed exec answer: small
+// enough that the worker reading it holds little at a time.
+const outputFrame = 64 << 10
 
 // exec runs a command to completion. The body is read to its end, so that
 // net/http notices when the worker hangs up: the command's process group is
@@ -33,14 +39,24 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	if maxOut <= 0 {
 		maxOut = agentapi.DefaultMaxOutput
 	}
-	res, err := s.reaper.Run(r.Context(), spec, req.Stdin, time.Duration(req.TimeoutMs)*time.Millisecond, maxOut)
+	framed := strings.Contains(r.Header.Get("Accept"), agentapi.FramesContentType)
+	oomBefore := s.mem.oomKills()
+	res, err := s.reaper.Run(r.Context(), spec, req.Stdin, time.Duration(req.TimeoutMs)*time.Millisecond, maxOut, s.outputBudget)
 	switch {
 	case r.Context().Err() != nil:
 		s.log.Info("command killed: the worker hung up", "cmd", req.Cmd)
 		return
 	case errors.Is(err, proc.ErrNotFound):
 		// A shell answers 127 for a missing command; argv mode does the same.
-		writeJSON(w, http.StatusOK, api.ProcessResult{ExitCode: 127, Stderr: err.Error() + "\n"})
+		msg := err.Error() + "\n"
+		if framed {
+			f := startFrames(w)
+			f.sendJSON(agentapi.FrameExit, agentapi.ExecExit{ExitCode: 127, StderrLen: len(msg)})
+			f.send(agentapi.FrameStderr, []byte(msg))
+			f.flush()
+			return
+		}
+		writeJSON(w, http.StatusOK, api.ProcessResult{ExitCode: 127, Stderr: msg})
 		return
 	case errors.Is(err, os.ErrNotExist):
 		writeError(w, http.StatusBadRequest, "invalid_argument", err.Error())
@@ -49,15 +65,47 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, api.ProcessResult{
+	defer res.Release()
+	exit := agentapi.ExecExit{
 		ExitCode:        res.ExitCode,
-		Stdout:          string(res.Stdout),
-		Stderr:          string(res.Stderr),
-		StdoutTruncated: res.StdoutTruncated,
-		StderrTruncated: res.StderrTruncated,
 		TimedOut:        res.TimedOut,
 		DurationMs:      res.Duration.Milliseconds(),
-	})
+		StdoutLen:       res.Stdout.Len(),
+		StderrLen:       res.Stderr.Len(),
+		StdoutTruncated: res.Stdout.Truncated(),
+		StderrTruncated: res.Stderr.Truncated(),
+		OOMKilled:       res.ExitCode == 128+int(syscall.SIGKILL) && s.mem.oomKills() > oomBefore,
+	}
+	if exit.OOMKilled {
+		s.log.Warn("command killed: the sandbox ran out of memory", "cmd", req.Cmd)
+	}
+	if !framed {
+		writeJSON(w, http.StatusOK, api.ProcessResult{
+			ExitCode: exit.ExitCode, Stdout: string(res.Stdout.Bytes()), Stderr: string(res.Stderr.Bytes()),
+			StdoutTruncated: exit.StdoutTruncated, StderrTruncated: exit.StderrTruncated,
+			TimedOut: exit.TimedOut, DurationMs: exit.DurationMs, OOMKilled: exit.OOMKilled,
+		})
+		return
+	}
+	f := startFrames(w)
+	if err := f.sendJSON(agentapi.FrameExit, exit); err != nil {
+		return
+	}
+	for _, out := range []struct {
+		typ byte
+		o   *proc.Output
+	}{{agentapi.FrameStdout, res.Stdout}, {agentapi.FrameStderr, res.Stderr}} {
+		for _, c := range out.o.Chunks() {
+			for len(c) > 0 {
+				k := min(len(c), outputFrame)
+				if err := f.send(out.typ, c[:k]); err != nil {
+					return // the worker hung up
+				}
+				c = c[k:]
+			}
+		}
+	}
+	f.flush()
 }
 
 // spec turns a request into argv, environment and working directory.

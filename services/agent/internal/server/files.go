@@ -10,12 +10,22 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"syscall"
+	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/api"
 )
 
 // maxListDepth bounds recursive listings so one request cannot walk forever.
 const maxListDepth = 32
+
+// Devices and pipes have no size and may never end (/dev/zero, a FIFO no one
+// writes): a read of one ends after specialFileMax bytes or, when the file
+// can wait, after specialFileWait.
+const (
+	specialFileMax  = 10 << 20
+	specialFileWait = 30 * time.Second
+)
 
 func (s *Server) pathParam(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
 	p := r.URL.Query().Get(name)
@@ -31,7 +41,9 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	f, err := os.Open(path)
+	// Non-blocking, so that opening a FIFO does not wait for a writer; not
+	// a controlling terminal, whatever the path names.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		writeFSError(w, path, err)
 		return
@@ -49,8 +61,8 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("X-File-Mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
 	if !fi.Mode().IsRegular() {
-		// Devices and pipes have no size; stream until EOF.
-		io.Copy(w, f)
+		f.SetReadDeadline(time.Now().Add(specialFileWait)) // pipes; devices cannot wait
+		io.Copy(w, io.LimitReader(f, specialFileMax))
 		return
 	}
 	// ServeContent streams from the file and answers Range requests.

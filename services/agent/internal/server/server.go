@@ -27,6 +27,19 @@ type Server struct {
 	procs   *proc.Table    // background and streamed processes
 	ptys    *term.Sessions // terminal sessions
 	watches atomic.Int64   // file watches in place
+
+	mem          memory
+	outputBudget *proc.Budget // output held by commands run to completion
+}
+
+// OutputBudget returns how many output bytes commands may hold at once: a
+// quarter of the sandbox's memory, at least room for one command at the
+// default caps, 256 MiB without a limit.
+func OutputBudget(memLimit int64) int64 {
+	if memLimit <= 0 {
+		return 256 << 20
+	}
+	return max(memLimit/4, 2*agentapi.DefaultMaxOutput)
 }
 
 // New returns a server that starts processes through reaper.
@@ -35,8 +48,15 @@ func New(log *slog.Logger, reaper *proc.Reaper, version string) *Server {
 	if fi, err := os.Stat(home); home == "" || err != nil || !fi.IsDir() {
 		home = "/"
 	}
-	return &Server{log: log, reaper: reaper, version: version, home: home, procs: proc.NewTable(reaper), ptys: term.NewSessions(reaper)}
+	mem := memory{root: "/sys/fs/cgroup"}
+	return &Server{
+		log: log, reaper: reaper, version: version, home: home, procs: proc.NewTable(reaper), ptys: term.NewSessions(reaper),
+		mem: mem, outputBudget: proc.NewBudget(OutputBudget(mem.limit())),
+	}
 }
+
+// MemoryLimit is the sandbox's memory limit as the agent sees it (0: none).
+func (s *Server) MemoryLimit() int64 { return s.mem.limit() }
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler {

@@ -127,24 +127,26 @@ func (c *Client) doJSON(ctx context.Context, method, path string, q url.Values, 
 		io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode agent answer: %w", err)
+	// A listing is the largest JSON answer; a hostile agent's endless one
+	// must not grow the worker.
+	lr := &io.LimitedReader{R: resp.Body, N: maxJSONAnswer + 1}
+	if err := json.NewDecoder(lr).Decode(out); err != nil {
+		if lr.N <= 0 {
+			return fmt.Errorf("%w: answer over %d bytes", ErrMalformed, maxJSONAnswer)
+		}
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return nil
 }
+
+// maxJSONAnswer bounds one JSON answer of the agent.
+const maxJSONAnswer = 16 << 20
 
 // Health asks the agent whether it is up.
 func (c *Client) Health(ctx context.Context) (agentapi.Health, error) {
 	var h agentapi.Health
 	err := c.doJSON(ctx, http.MethodGet, "/health", nil, nil, &h)
 	return h, err
-}
-
-// Exec runs a command to completion.
-func (c *Client) Exec(ctx context.Context, req agentapi.ExecRequest) (api.ProcessResult, error) {
-	var res api.ProcessResult
-	err := c.doJSON(ctx, http.MethodPost, "/exec", nil, req, &res)
-	return res, err
 }
 
 // File is a streamed file body.
