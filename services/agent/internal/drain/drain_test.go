@@ -22,7 +22,7 @@ func TestLateReaderGetsWhatThePipeHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	defer w.Close() // a descendant holding the write end: no end of file
+	defer w.Close()                                        // a descendant holding the write end: no end of file
 	want := bytes.Repeat([]byte("0123456789abcdef"), 3000) // 48 KB, fits the pipe
 	if _, err := w.Write(want); err != nil {
 		t.Fatal(err)
