@@ -72,6 +72,9 @@ type CommandResult struct {
 	StderrTruncated bool   `json:"stderrTruncated,omitempty"`
 	TimedOut        bool   `json:"timedOut,omitempty"`
 	DurationMs      int64  `json:"durationMs"`
+	// OOMKilled: the sandbox ran out of memory and the kernel killed the
+	// command (exit code 137); the sandbox lives on.
+	OOMKilled bool `json:"oomKilled,omitempty"`
 }
 
 // ProcessInfo describes a process started with Start or a streamed Run.

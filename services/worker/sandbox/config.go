@@ -54,6 +54,11 @@ type Config struct {
 	MaxExecTimeout     time.Duration
 	MaxOutput          int           // bytes kept per output stream
 	MaxExecs           int           // plain commands running at once in one sandbox; more get 429
+	// Long-lived connections (streamed runs, process streams, terminals,
+	// file watches) open at once, per sandbox and on the whole worker;
+	// more get 429 too_many_connections.
+	MaxSandboxStreams int
+	MaxStreams        int
 	AgentReadyTimeout  time.Duration // how long a new sandbox's agent may take to answer
 
 	// ReconcileInterval is how often the manager compares its sandboxes with
@@ -88,6 +93,8 @@ func DefaultConfig() Config {
 		MaxExecTimeout:     24 * time.Hour,
 		MaxOutput:          10 << 20,
 		MaxExecs:           16,
+		MaxSandboxStreams:  64,
+		MaxStreams:         4096,
 		AgentReadyTimeout:  15 * time.Second,
 		ReconcileInterval:  5 * time.Second,
 	}
@@ -116,6 +123,8 @@ func (c Config) Validate() error {
 		return errors.New("image GC age must not be negative")
 	case c.MaxExecs <= 0:
 		return errors.New("max execs must be positive")
+	case c.MaxSandboxStreams <= 0 || c.MaxStreams < c.MaxSandboxStreams:
+		return errors.New("streams: need 0 < per sandbox <= per worker")
 	case c.ReconcileInterval <= 0:
 		return errors.New("reconcile interval must be positive")
 	}

@@ -29,6 +29,8 @@ func ConfigFromEnv(e *config.Env) Config {
 	c.PullTimeout = e.Duration("OPENSANDBOX_PULL_TIMEOUT", c.PullTimeout)
 	c.ImageGCAfter = e.Duration("OPENSANDBOX_IMAGE_GC_AFTER", c.ImageGCAfter)
 	c.MaxExecs = e.Int("OPENSANDBOX_MAX_EXECS", c.MaxExecs)
+	c.MaxSandboxStreams = e.Int("OPENSANDBOX_MAX_SANDBOX_STREAMS", c.MaxSandboxStreams)
+	c.MaxStreams = e.Int("OPENSANDBOX_MAX_STREAMS", c.MaxStreams)
 	c.ReconcileInterval = e.Duration("OPENSANDBOX_RECONCILE_INTERVAL", c.ReconcileInterval)
 	return c
 }

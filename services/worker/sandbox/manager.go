@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,8 @@ type Manager struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	reconciler sync.WaitGroup // the reconcile loop; Close waits for it
+
+	conns atomic.Int64 // long-lived connections open on the worker (Config.MaxStreams)
 }
 
 // box is one live sandbox.
@@ -65,6 +68,7 @@ type box struct {
 	agent *agentclient.Client
 	timer *time.Timer
 	execs chan struct{} // a slot per plain command running (Config.MaxExecs)
+	conns atomic.Int64  // long-lived connections open (Config.MaxSandboxStreams)
 
 	dbMu   sync.RWMutex // writers hold RLock; destroy takes Lock to close
 	db     *sandboxdb.DB
@@ -86,11 +90,40 @@ func (m *Manager) newBox(info api.Sandbox, orgID, dir string) *box {
 	return b
 }
 
-// scope returns a context that ends with ctx or with the sandbox.
-func (b *box) scope(ctx context.Context) (context.Context, context.CancelFunc) {
+func (m *Manager) openConnByID(ctx context.Context, id string) (context.Context, context.CancelFunc, error) {
+	b, err := m.get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m.openConn(ctx, b)
+}
+
+// openConn takes a slot for a long-lived connection to a sandbox's agent
+// (a stream, terminal or watch) and returns a context that ends with ctx or
+// with the sandbox; its cancel frees the slot. Without a slot free on the
+// sandbox or the worker it answers 429 too_many_connections.
+func (m *Manager) openConn(ctx context.Context, b *box) (context.Context, context.CancelFunc, error) {
+	if m.conns.Add(1) > int64(m.cfg.MaxStreams) {
+		m.conns.Add(-1)
+		m.metrics.ConnRefusals.WithLabelValues("worker").Inc()
+		return nil, nil, errs.New(errs.KindQuota, "too_many_connections",
+			"this worker has %d streams, terminals and watches open; close one or try later", m.cfg.MaxStreams)
+	}
+	if b.conns.Add(1) > int64(m.cfg.MaxSandboxStreams) {
+		b.conns.Add(-1)
+		m.conns.Add(-1)
+		m.metrics.ConnRefusals.WithLabelValues("sandbox").Inc()
+		return nil, nil, errs.New(errs.KindQuota, "too_many_connections",
+			"this sandbox has %d streams, terminals and watches open; close one first", m.cfg.MaxSandboxStreams)
+	}
 	c, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(b.ctx, cancel)
-	return c, func() { stop(); cancel() }
+	return c, sync.OnceFunc(func() {
+		stop()
+		cancel()
+		b.conns.Add(-1)
+		m.conns.Add(-1)
+	}), nil
 }
 
 // CreateOptions carries who asks for a sandbox.

@@ -21,6 +21,7 @@ type Metrics struct {
 	PTYBytes      *prometheus.CounterVec // terminal bytes relayed, by direction: in, out
 	WatchesActive prometheus.Gauge
 	WatchEvents   prometheus.Counter
+	ConnRefusals  *prometheus.CounterVec // streams refused for want of a slot, by scope: sandbox, worker
 
 	ImagePulls        *prometheus.CounterVec // by result: ok, error
 	ImagesRemoved     prometheus.Counter
@@ -81,6 +82,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.WatchEvents = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "opensandbox_file_watch_events_total", Help: "File watch events delivered.",
 	})
+	m.ConnRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "opensandbox_stream_refusals_total", Help: "Streams, terminals and watches refused (429 too_many_connections), by scope (sandbox, worker).",
+	}, []string{"scope"})
 	m.ImagePulls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "opensandbox_image_pulls_total", Help: "Images pulled for templates that name an image reference, by result (ok, error).",
 	}, []string{"result"})
@@ -92,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Buckets: []float64{.5, 1, 2, 5, 10, 30, 60, 120, 300},
 	})
 	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.OOMKills, m.FileBytes,
-		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents,
+		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents, m.ConnRefusals,
 		m.ImagePulls, m.ImagePullDuration, m.ImagesRemoved)
 	return m
 }

@@ -105,7 +105,10 @@ func (ps *ProcessStream) Close() {
 }
 
 func (m *Manager) openStream(ctx context.Context, b *box, open func(context.Context) (*agentclient.Stream, error)) (*ProcessStream, error) {
-	sctx, cancel := b.scope(ctx)
+	sctx, cancel, err := m.openConn(ctx, b)
+	if err != nil {
+		return nil, err
+	}
 	s, err := open(sctx)
 	if err != nil {
 		cancel()

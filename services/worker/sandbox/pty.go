@@ -73,6 +73,13 @@ func (m *Manager) PTYExists(ctx context.Context, id, sessionID string) error {
 	if err != nil {
 		return err
 	}
+	// Check for a free connection slot too, so that a full sandbox answers
+	// 429 before the WebSocket handshake (AttachPTY takes the slot).
+	_, release, err := m.openConnByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	release()
 	_, err = a.PTY(ctx, sessionID)
 	return m.agentErrOrNil(id, err)
 }

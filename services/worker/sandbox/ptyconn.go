@@ -40,7 +40,10 @@ func (m *Manager) AttachPTY(ctx context.Context, id, sessionID string) (*PTYConn
 	if !sessionIDRE.MatchString(sessionID) {
 		return nil, errPTYNotFound
 	}
-	actx, cancel := b.scope(ctx)
+	actx, cancel, err := m.openConn(ctx, b)
+	if err != nil {
+		return nil, err
+	}
 	rw, err := b.agent.AttachPTY(actx, sessionID)
 	if err != nil {
 		cancel()

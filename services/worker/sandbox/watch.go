@@ -33,7 +33,10 @@ func (m *Manager) WatchDir(ctx context.Context, id, path string, recursive bool)
 	if err != nil {
 		return nil, err
 	}
-	wctx, cancel := b.scope(ctx)
+	wctx, cancel, err := m.openConn(ctx, b)
+	if err != nil {
+		return nil, err
+	}
 	s, err := b.agent.Watch(wctx, path, recursive)
 	if err != nil {
 		cancel()
