@@ -52,14 +52,14 @@ type Config struct {
 
 	DefaultExecTimeout time.Duration
 	MaxExecTimeout     time.Duration
-	MaxOutput          int           // bytes kept per output stream
-	MaxExecs           int           // plain commands running at once in one sandbox; more get 429
+	MaxOutput          int // bytes kept per output stream
+	MaxExecs           int // plain commands running at once in one sandbox; more get 429
 	// Long-lived connections (streamed runs, process streams, terminals,
 	// file watches) open at once, per sandbox and on the whole worker;
 	// more get 429 too_many_connections.
 	MaxSandboxStreams int
 	MaxStreams        int
-	AgentReadyTimeout  time.Duration // how long a new sandbox's agent may take to answer
+	AgentReadyTimeout time.Duration // how long a new sandbox's agent may take to answer
 
 	// ReconcileInterval is how often the manager compares its sandboxes with
 	// the runtime's containers: a sandbox whose container died is destroyed
