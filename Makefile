@@ -97,8 +97,13 @@ test-sdks: ## each SDK's `make test` (sdks/*/Makefile), against a fresh server
 	done
 
 .PHONY: bench
-bench: bootstrap build ## latency tables beside raw Podman (same run), then the event pipeline
-	go test -count=1 -p 1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./services/controlplane/bench/ ./services/worker/publisher/
+bench: bootstrap build ## latency tables beside raw Podman (same run), exec throughput under load, then the event pipeline
+	go test -count=1 -p 1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./services/controlplane/bench/ ./services/e2e/ ./services/worker/publisher/
+
+SOAK_DURATION ?= 10m
+.PHONY: soak
+soak: bootstrap build test-deps ## $(SOAK_DURATION) of mixed load with faults (server SIGKILL, Podman restart, agent kill, NATS down), then the accounting
+	go run ./services/e2e/cmd/osb-soak -duration $(SOAK_DURATION)
 
 .PHONY: lint
 lint: ## gofmt and go vet

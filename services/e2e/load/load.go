@@ -55,9 +55,9 @@ type Options struct {
 	// OpTimeout bounds one operation (the whole run is bounded by ctx).
 	OpTimeout time.Duration
 	// Tolerate, when set, decides whether an SDK error (not a wrong answer)
-	// is expected, e.g. while the soak restarts the server. Wrong answers
-	// are never tolerated.
-	Tolerate func(err error) bool
+	// is expected, e.g. while the soak restarts the server or on a sandbox
+	// it killed. Wrong answers are never tolerated.
+	Tolerate func(sbx *osb.Sandbox, err error) bool
 }
 
 // Failure is one operation whose answer was wrong or that failed.
@@ -80,6 +80,42 @@ type Report struct {
 	Failures  []Failure
 	Elapsed   time.Duration
 	latencies map[Op][]time.Duration
+	// Commands counts, by sandbox, the answered operations that the server
+	// logs as a command (plain and streamed runs); Unsure counts those whose
+	// answer was lost to a tolerated error: they may or may not have run.
+	Commands map[string]int
+	Unsure   map[string]int
+}
+
+// logsCommand reports whether the server logs op as one command.
+func logsCommand(op Op) bool {
+	switch op {
+	case ExecShell, ExecArgv, ExecBoth, ExecLarge, Streamed:
+		return true
+	}
+	return false
+}
+
+// Add adds the counts of another run to r.
+func (r *Report) Add(o *Report) {
+	for op, n := range o.Ops {
+		r.Ops[op] += n
+		r.latencies[op] = append(r.latencies[op], o.latencies[op]...)
+	}
+	for id, n := range o.Commands {
+		r.Commands[id] += n
+	}
+	for id, n := range o.Unsure {
+		r.Unsure[id] += n
+	}
+	r.Tolerated += o.Tolerated
+	r.Failures = append(r.Failures, o.Failures...)
+	r.Elapsed += o.Elapsed
+}
+
+// NewReport returns an empty report to Add runs to.
+func NewReport() *Report {
+	return &Report{Ops: map[Op]int{}, latencies: map[Op][]time.Duration{}, Commands: map[string]int{}, Unsure: map[string]int{}}
 }
 
 // Total is the number of operations done.
@@ -141,19 +177,25 @@ func Run(ctx context.Context, opts Options) *Report {
 	if opts.OpTimeout <= 0 {
 		opts.OpTimeout = time.Minute
 	}
-	rep := &Report{Ops: map[Op]int{}, latencies: map[Op][]time.Duration{}}
+	rep := NewReport()
 	var mu sync.Mutex
-	record := func(op Op, d time.Duration, f *Failure, tolerated bool) {
+	record := func(op Op, id string, d time.Duration, f *Failure, tolerated bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
 		case tolerated:
 			rep.Tolerated++
+			if logsCommand(op) {
+				rep.Unsure[id]++
+			}
 		case f != nil:
 			rep.Failures = append(rep.Failures, *f)
 		default:
 			rep.Ops[op]++
 			rep.latencies[op] = append(rep.latencies[op], d)
+			if logsCommand(op) {
+				rep.Commands[id]++
+			}
 		}
 	}
 	pick := picker(opts.Mix)
@@ -183,12 +225,15 @@ func Run(ctx context.Context, opts Options) *Report {
 						if errors.As(err, &w) {
 							f.Kind = w.kind
 						} else if ctx.Err() != nil {
-							return // the run was stopped; not the server's fault
-						} else if opts.Tolerate != nil && opts.Tolerate(err) {
+							// The run was stopped, not the server's fault;
+							// the operation may or may not have happened.
+							record(op, sbx.ID(), d, nil, true)
+							return
+						} else if opts.Tolerate != nil && opts.Tolerate(sbx, err) {
 							tolerated = true
 						}
 					}
-					record(op, d, f, tolerated)
+					record(op, sbx.ID(), d, f, tolerated)
 				}
 			}()
 		}

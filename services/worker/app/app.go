@@ -185,6 +185,9 @@ func Main(ctx context.Context) error {
 		return err
 	}
 	log := obs.NewLogger(os.Stderr, cfg.LogLevel).With("service", "worker", "worker_id", cfg.Sandbox.WorkerID)
+	if err := obs.ServeDebug(log, os.Getenv("OPENSANDBOX_DEBUG_ADDR")); err != nil {
+		return err
+	}
 	reg := obs.NewRegistry()
 
 	nc, err := natsx.Connect(cfg.NATSURL, "worker-"+cfg.Sandbox.WorkerID, natsx.As(natsx.RoleWorker), natsx.Log(log))

@@ -37,6 +37,9 @@ func Main(ctx context.Context, args []string) error {
 		return err
 	}
 	log := obs.NewLogger(os.Stderr, cfg.LogLevel).With("service", "opensandbox-server", "mode", cfg.Mode)
+	if err := obs.ServeDebug(log, os.Getenv("OPENSANDBOX_DEBUG_ADDR")); err != nil {
+		return err
+	}
 	if cfg.Mode == ModeServer {
 		return runServer(ctx, log, cfg)
 	}
