@@ -63,6 +63,9 @@ func EgressFromEnv() (EgressPolicy, error) {
 // into the nftables ruleset, so nothing else may pass.
 var networkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 
+// interfaceName is a Linux interface name (it goes into the ruleset too).
+var interfaceName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
+
 // Validate checks the CIDRs and the network name.
 func (p EgressPolicy) Validate() error {
 	if !networkName.MatchString(p.Network) {
@@ -136,8 +139,8 @@ func (p *Podman) ensureNetwork(ctx context.Context, pol EgressPolicy) (bridge st
 			return "", fmt.Errorf("network %s has subnet %s, but the egress policy is for %s", pol.Network, s.Subnet.String(), want)
 		}
 	}
-	if nets.NetworkInterface == "" {
-		return "", fmt.Errorf("network %s has no bridge interface", pol.Network)
+	if !interfaceName.MatchString(nets.NetworkInterface) {
+		return "", fmt.Errorf("network %s has no usable bridge interface (%q)", pol.Network, nets.NetworkInterface)
 	}
 	return nets.NetworkInterface, nil
 }
