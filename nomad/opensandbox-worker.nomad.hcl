@@ -194,6 +194,11 @@ job "opensandbox-worker" {
       config {
         command  = "local/opensandbox-worker"
         pid_mode = "host"
+        # The egress firewall of networked sandboxes is an nftables table
+        # the worker loads and repairs itself (docs/security.md); without
+        # NET_ADMIN every networked create is refused. The clients' exec
+        # plugin allows it (ansible/roles/nomad, allow_caps).
+        cap_add = ["net_admin"]
       }
 
       env {

@@ -10,6 +10,8 @@ command -v runc >/dev/null || need+=(runc)
 command -v busybox >/dev/null || need+=(busybox-static)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v curl >/dev/null || need+=(curl)
+# The worker's egress firewall is an nftables table loaded with nft.
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
 	[ "$(id -u)" = 0 ] || die "missing ${need[*]}; run as root or install them"
 	step "installing ${need[*]}"

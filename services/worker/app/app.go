@@ -247,6 +247,7 @@ func OpenManager(ctx context.Context, log *slog.Logger, reg prometheus.Registere
 	if err != nil {
 		return nil, err
 	}
+	rt.Instrument(log, runtime.NewFirewallMetrics(reg))
 	mgr, err := sandbox.New(log, rt, cfg, sandbox.NewMetrics(reg))
 	if err != nil {
 		return nil, err

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
+	"regexp"
 	"strings"
 
 	"github.com/containers/podman/v5/pkg/bindings/network"
@@ -20,9 +20,9 @@ import (
 type EgressPolicy struct {
 	Network  string   // Podman network of networked sandboxes
 	Subnet   string   // its IPv4 subnet
-	Deny     []string // destinations refused, CIDRs
-	Allow    []string // exceptions to Deny (and to the host rule), CIDRs
-	Disabled bool     // no firewall at all: only for machines without iptables
+	Deny     []string // destinations refused, IPv4 CIDRs
+	Allow    []string // exceptions to Deny (and to the host rule), IPv4 CIDRs
+	Disabled bool     // no firewall at all: only for machines without nftables
 }
 
 // DefaultDeny lists the non-public IPv4 ranges (RFC 6890 and friends).
@@ -59,117 +59,88 @@ func EgressFromEnv() (EgressPolicy, error) {
 	return p, p.Validate()
 }
 
+// networkName is what Podman accepts as a network name; the name also goes
+// into the nftables ruleset, so nothing else may pass.
+var networkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// interfaceName is a Linux interface name (it goes into the ruleset too).
+var interfaceName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
+
 // Validate checks the CIDRs and the network name.
 func (p EgressPolicy) Validate() error {
-	if p.Network == "" || strings.ContainsAny(p.Network, " /") {
-		return fmt.Errorf("sandbox network name %q is not valid", p.Network)
+	if !networkName.MatchString(p.Network) {
+		return fmt.Errorf("sandbox network name %q is not valid (letters, digits, _ . -)", p.Network)
 	}
-	if _, n, err := net.ParseCIDR(p.Subnet); err != nil || n.IP.To4() == nil {
-		return fmt.Errorf("sandbox subnet %q is not an IPv4 CIDR", p.Subnet)
+	if _, err := ipv4CIDR(p.Subnet); err != nil {
+		return fmt.Errorf("sandbox subnet: %w", err)
 	}
 	for _, c := range append(append([]string{}, p.Deny...), p.Allow...) {
-		if _, _, err := net.ParseCIDR(c); err != nil {
-			return fmt.Errorf("egress rule %q is not a CIDR", c)
+		if _, err := ipv4CIDR(c); err != nil {
+			return fmt.Errorf("egress rule: %w", err)
 		}
 	}
 	return nil
 }
 
-// chain names are per network, so two networks can have two policies.
-func (p EgressPolicy) chains() (forward, host string) {
-	suffix := strings.ToUpper(p.Network)
-	if len(suffix) > 16 {
-		suffix = suffix[:16]
+// ipv4CIDR parses an IPv4 CIDR and returns it normalised (host bits cleared).
+// Sandboxes have no IPv6, so IPv6 rules would only mislead.
+func ipv4CIDR(s string) (string, error) {
+	_, n, err := net.ParseCIDR(s)
+	if err != nil || n.IP.To4() == nil {
+		return "", fmt.Errorf("%q is not an IPv4 CIDR", s)
 	}
-	return "OSB-FWD-" + suffix, "OSB-HOST-" + suffix
+	return n.String(), nil
 }
 
-// ensureNetwork creates the sandbox network if it is missing and installs
-// the firewall. The rules are rebuilt from scratch in their own chains, so
-// running it again (every worker start) converges to the policy.
-func (p *Podman) ensureNetwork(ctx context.Context, pol EgressPolicy) error {
+// gateway is the first address of the subnet, where netavark puts the
+// bridge and aardvark-dns.
+func (p EgressPolicy) gateway() net.IP {
+	_, subnet, _ := net.ParseCIDR(p.Subnet)
+	gw := make(net.IP, 4)
+	copy(gw, subnet.IP.To4())
+	gw[3]++
+	return gw
+}
+
+// ensureNetwork creates the sandbox network if it is missing and returns
+// the name of its bridge interface.
+func (p *Podman) ensureNetwork(ctx context.Context, pol EgressPolicy) (bridge string, err error) {
 	c, cancel := p.with(ctx)
 	defer cancel()
 	exists, err := network.Exists(c, pol.Network, nil)
 	if err != nil {
-		return fmt.Errorf("look up network %s: %w", pol.Network, err)
+		return "", fmt.Errorf("look up network %s: %w", pol.Network, err)
 	}
-	_, subnet, _ := net.ParseCIDR(pol.Subnet)
-	gateway := make(net.IP, len(subnet.IP.To4()))
-	copy(gateway, subnet.IP.To4())
-	gateway[3]++
 	if !exists {
 		ipnet, err := nettypes.ParseCIDR(pol.Subnet)
 		if err != nil {
-			return err
+			return "", err
 		}
 		_, err = network.Create(c, &nettypes.Network{
 			Name:       pol.Network,
 			Driver:     "bridge",
-			Subnets:    []nettypes.Subnet{{Subnet: ipnet, Gateway: gateway}},
+			Subnets:    []nettypes.Subnet{{Subnet: ipnet, Gateway: pol.gateway()}},
 			DNSEnabled: true, // aardvark-dns on the gateway: sandboxes need only the host's port 53
 			Labels:     map[string]string{"opensandbox.network": "sandboxes"},
 		})
 		if err != nil {
-			return fmt.Errorf("create network %s: %w", pol.Network, err)
+			return "", fmt.Errorf("create network %s: %w", pol.Network, err)
 		}
 	}
-	if pol.Disabled {
-		return nil
+	// Inspect even after a create: a concurrent create by another worker
+	// process may have won, and the firewall must match what exists.
+	nets, err := network.Inspect(c, pol.Network, nil)
+	if err != nil {
+		return "", fmt.Errorf("inspect network %s: %w", pol.Network, err)
 	}
-	return applyFirewall(ctx, pol, gateway.String())
-}
-
-// applyFirewall installs two chains: one for traffic the host forwards from
-// the sandboxes (including sandbox to sandbox, which br_netfilter sends
-// through FORWARD), one for traffic to the host itself.
-func applyFirewall(ctx context.Context, pol EgressPolicy, gateway string) error {
-	fwd, host := pol.chains()
-	var rules [][]string
-	for _, chain := range []string{fwd, host} {
-		rules = append(rules, []string{"-N", chain}, []string{"-F", chain},
-			[]string{"-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"})
-		for _, cidr := range pol.Allow {
-			rules = append(rules, []string{"-A", chain, "-d", cidr, "-j", "RETURN"})
+	want, _ := ipv4CIDR(pol.Subnet)
+	for _, s := range nets.Subnets {
+		if s.Subnet.String() != want {
+			return "", fmt.Errorf("network %s has subnet %s, but the egress policy is for %s", pol.Network, s.Subnet.String(), want)
 		}
 	}
-	for _, cidr := range pol.Deny {
-		rules = append(rules, []string{"-A", fwd, "-d", cidr, "-j", "REJECT", "--reject-with", "icmp-net-prohibited"})
+	if !interfaceName.MatchString(nets.NetworkInterface) {
+		return "", fmt.Errorf("network %s has no usable bridge interface (%q)", pol.Network, nets.NetworkInterface)
 	}
-	for _, proto := range []string{"udp", "tcp"} {
-		rules = append(rules, []string{"-A", host, "-d", gateway, "-p", proto, "--dport", "53", "-j", "RETURN"})
-	}
-	rules = append(rules, []string{"-A", host, "-j", "REJECT", "--reject-with", "icmp-port-unreachable"})
-	for _, r := range rules {
-		out, err := iptables(ctx, r...)
-		if err != nil && !(r[0] == "-N" && strings.Contains(out, "exists")) {
-			return fmt.Errorf("iptables %s: %w: %s", strings.Join(r, " "), err, out)
-		}
-	}
-	// Jump first, before the rules Podman's network stack adds.
-	for _, j := range [][]string{{"FORWARD", "-s", pol.Subnet, "-j", fwd}, {"INPUT", "-s", pol.Subnet, "-j", host}} {
-		if _, err := iptables(ctx, append([]string{"-C"}, j...)...); err == nil {
-			continue
-		}
-		if out, err := iptables(ctx, append([]string{"-I", j[0], "1"}, j[1:]...)...); err != nil {
-			return fmt.Errorf("iptables insert jump to %s: %w: %s", j[len(j)-1], err, out)
-		}
-	}
-	return nil
-}
-
-// RemoveFirewall deletes a policy's jumps and chains (tests, decommissioning).
-func RemoveFirewall(ctx context.Context, pol EgressPolicy) {
-	fwd, host := pol.chains()
-	iptables(ctx, "-D", "FORWARD", "-s", pol.Subnet, "-j", fwd)
-	iptables(ctx, "-D", "INPUT", "-s", pol.Subnet, "-j", host)
-	for _, chain := range []string{fwd, host} {
-		iptables(ctx, "-F", chain)
-		iptables(ctx, "-X", chain)
-	}
-}
-
-func iptables(ctx context.Context, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, "iptables", append([]string{"-w", "10"}, args...)...).CombinedOutput()
-	return string(out), err
+	return nets.NetworkInterface, nil
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 
@@ -15,19 +17,26 @@ import (
 	"github.com/containers/podman/v5/pkg/errorhandling"
 	"github.com/containers/podman/v5/pkg/specgen"
 	spec "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/prometheus/client_golang/prometheus"
 	nettypes "go.podman.io/common/libnetwork/types"
 )
 
-var _ Runtime = (*Podman)(nil)
+var (
+	_ Runtime        = (*Podman)(nil)
+	_ FirewallKeeper = (*Podman)(nil)
+)
 
 // Podman talks to a `podman system service` socket through the v5 bindings.
 type Podman struct {
 	conn       context.Context // the bindings keep their connection in a context
 	ociRuntime string
 	egress     EgressPolicy
+	log        *slog.Logger
+	fwMetrics  *FirewallMetrics
 
-	netOnce sync.Mutex
-	netOK   bool // the sandbox network and its firewall are in place
+	netMu sync.Mutex
+	netOK bool      // the sandbox network exists
+	fw    *firewall // its firewall (nil until the network exists, or when disabled)
 }
 
 // NewPodman connects to uri (e.g. unix:///run/opensandbox/podman.sock).
@@ -43,7 +52,15 @@ func NewPodman(ctx context.Context, uri, ociRuntime string) (*Podman, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to podman at %s: %w", uri, err)
 	}
-	return &Podman{conn: conn, ociRuntime: ociRuntime, egress: egress}, nil
+	return &Podman{conn: conn, ociRuntime: ociRuntime, egress: egress,
+		log: quietLogger(), fwMetrics: NewFirewallMetrics(prometheus.NewRegistry())}, nil
+}
+
+// Instrument sets the logger and the firewall metrics; call it before use.
+func (p *Podman) Instrument(log *slog.Logger, m *FirewallMetrics) {
+	p.netMu.Lock()
+	defer p.netMu.Unlock()
+	p.log, p.fwMetrics = log, m
 }
 
 // SetEgress replaces the egress policy of networked sandboxes started from
@@ -52,22 +69,50 @@ func (p *Podman) SetEgress(pol EgressPolicy) error {
 	if err := pol.Validate(); err != nil {
 		return err
 	}
-	p.netOnce.Lock()
-	defer p.netOnce.Unlock()
-	p.egress, p.netOK = pol, false
+	p.netMu.Lock()
+	defer p.netMu.Unlock()
+	p.egress, p.netOK, p.fw = pol, false, nil
 	return nil
 }
 
-// sandboxNetwork makes sure the network of networked sandboxes and its
-// firewall exist; a failure fails the create rather than run unfiltered.
+// KeepFirewall makes sure the sandbox network exists and that its firewall
+// is installed and intact, repairing it if not. It runs before every
+// networked create and on every reconciler tick.
+func (p *Podman) KeepFirewall(ctx context.Context) error {
+	_, err := p.sandboxNetwork(ctx)
+	return err
+}
+
+// sandboxNetwork returns the network of networked sandboxes once its
+// firewall is verified; a failure fails the create rather than run
+// unfiltered.
 func (p *Podman) sandboxNetwork(ctx context.Context) (string, error) {
-	p.netOnce.Lock()
-	defer p.netOnce.Unlock()
+	p.netMu.Lock()
+	defer p.netMu.Unlock()
 	if !p.netOK {
-		if err := p.ensureNetwork(ctx, p.egress); err != nil {
+		bridge, err := p.ensureNetwork(ctx, p.egress)
+		if err != nil {
+			p.fwMetrics.Verified.Set(0)
 			return "", fmt.Errorf("sandbox network: %w", err)
 		}
+		if p.egress.Disabled {
+			p.fwMetrics.Verified.Set(0)
+			p.log.Warn("egress firewall is off (OPENSANDBOX_EGRESS_FIREWALL=off): networked sandboxes reach private addresses", "network", p.egress.Network)
+			if _, err := exec.LookPath("nft"); err == nil {
+				// Tables an earlier run installed would still filter.
+				if err := removeTables(ctx, p.egress); err != nil {
+					p.log.Warn("remove the egress firewall of an earlier run", "err", err)
+				}
+			}
+		} else {
+			p.fw = newFirewall(p.egress, bridge, p.log, p.fwMetrics)
+		}
 		p.netOK = true
+	}
+	if p.fw != nil {
+		if err := p.fw.keep(ctx); err != nil {
+			return "", err
+		}
 	}
 	return p.egress.Network, nil
 }

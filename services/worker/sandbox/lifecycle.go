@@ -128,6 +128,9 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 	if errors.Is(err, runtime.ErrNotFound) {
 		return api.Sandbox{}, errs.New(errs.KindInvalid, "template_not_found", "image %s of template %q is not available on this worker", r.image, r.template)
 	}
+	if errors.Is(err, runtime.ErrFirewall) {
+		return api.Sandbox{}, errs.Unavailable("egress_firewall_unavailable", "networked sandboxes are refused: this worker cannot verify its egress firewall").WithCause(err)
+	}
 	if err != nil {
 		return api.Sandbox{}, errs.Internal("start sandbox", err)
 	}

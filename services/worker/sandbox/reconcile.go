@@ -2,9 +2,11 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/events"
+	"github.com/opensandbox/opensandbox/services/worker/runtime"
 )
 
 // reconcilePass bounds one pass of the reconciler.
@@ -39,12 +41,19 @@ func (m *Manager) reconcileLoop() {
 // sandbox whose container is missing or no longer running (its agent, PID 1,
 // was killed from inside with `kill 1`, or by the OOM killer) is destroyed
 // with reason error, which frees its capacity and ends its session. Then
-// the removals that failed earlier are tried again.
+// the removals that failed earlier are tried again. A runtime that keeps
+// a host firewall re-asserts it first.
 func (m *Manager) reconcile() {
 	// Destroys run to the end even when Close comes meanwhile (Close waits
 	// for them); the listing stops with the manager.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), reconcilePass)
 	defer cancel()
+	if fk, ok := m.rt.(runtime.FirewallKeeper); ok {
+		// The firewall logs its own failures and repairs.
+		if err := fk.KeepFirewall(ctx); err != nil && !errors.Is(err, runtime.ErrFirewall) && m.ctx.Err() == nil {
+			m.log.Warn("reconcile: sandbox network", "err", err)
+		}
+	}
 	// The sandboxes are taken before the containers are listed, so that a
 	// create or restore in flight, whose container may be newer than the
 	// list, is not judged against it.
