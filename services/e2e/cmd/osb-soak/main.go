@@ -343,4 +343,3 @@ type check struct {
 	name, value string
 	ok          bool
 }
-
