@@ -234,6 +234,10 @@ func Run(ctx context.Context, opts Options) *Report {
 						}
 					}
 					record(op, sbx.ID(), d, f, tolerated)
+					if tolerated {
+						// Back off as a client does while the server is away.
+						time.Sleep(200 * time.Millisecond)
+					}
 				}
 			}()
 		}

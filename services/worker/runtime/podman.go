@@ -176,11 +176,12 @@ func (p *Podman) Start(ctx context.Context, s Spec) (Container, error) {
 		if isNotFound(err) {
 			return Container{}, fmt.Errorf("image %s: %w", s.Image, ErrNotFound)
 		}
-		return Container{}, fmt.Errorf("create container: %w", err)
+		return Container{}, fmt.Errorf("create container: %w", unavailable(err))
 	}
 	if err := containers.Start(c, resp.ID, nil); err != nil {
-		p.Remove(context.WithoutCancel(ctx), resp.ID)
-		return Container{}, fmt.Errorf("start container: %w", err)
+		// The caller removes the container by name, and remembers it for
+		// the reconciler when that fails too.
+		return Container{}, fmt.Errorf("start container: %w", unavailable(err))
 	}
 	return p.Inspect(ctx, resp.ID)
 }
@@ -293,11 +294,28 @@ func (p *Podman) Pull(ctx context.Context, ref string, insecure bool, progress i
 	return nil
 }
 
+// isNotFound reports whether Podman answered that the object does not
+// exist. Only an answer counts: while the service restarts, dialing its
+// socket fails with "no such file or directory", which says nothing about
+// the container (taking it for "gone" once leaked a running container).
 func isNotFound(err error) bool {
 	var ee *errorhandling.ErrorModel
-	if errors.As(err, &ee) && ee.ResponseCode == http.StatusNotFound {
+	if !errors.As(err, &ee) {
+		return false
+	}
+	if ee.ResponseCode == http.StatusNotFound {
 		return true
 	}
-	msg := err.Error()
+	msg := ee.Error()
 	return strings.Contains(msg, "no such") || strings.Contains(msg, "image not known")
+}
+
+// unavailable marks a failure to reach the Podman service (rather than one
+// of its answers) with ErrUnavailable.
+func unavailable(err error) error {
+	var ee *errorhandling.ErrorModel
+	if errors.As(err, &ee) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }

@@ -45,6 +45,10 @@ type Container struct {
 // ErrNotFound is returned for an unknown container or image.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable is returned when the runtime's service cannot be reached
+// (e.g. while it restarts): worth retrying, unlike its refusals.
+var ErrUnavailable = errors.New("container runtime not reachable")
+
 // Runtime creates, inspects and removes sandbox containers.
 type Runtime interface {
 	// Start creates and starts a container.

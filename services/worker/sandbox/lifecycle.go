@@ -128,6 +128,9 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 	if errors.Is(err, runtime.ErrNotFound) {
 		return api.Sandbox{}, errs.New(errs.KindInvalid, "template_not_found", "image %s of template %q is not available on this worker", r.image, r.template)
 	}
+	if errors.Is(err, runtime.ErrUnavailable) {
+		return api.Sandbox{}, errs.Unavailable("runtime_unavailable", "the container runtime is not reachable right now; try again").WithCause(err)
+	}
 	if errors.Is(err, runtime.ErrFirewall) {
 		return api.Sandbox{}, errs.Unavailable("egress_firewall_unavailable", "networked sandboxes are refused: this worker cannot verify its egress firewall").WithCause(err)
 	}

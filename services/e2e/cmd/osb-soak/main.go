@@ -72,16 +72,29 @@ type soak struct {
 	creates int
 	kills   int
 
-	faultWindow sync.RWMutex // held by a fault while errors are expected
-	inFault     bool
+	// The fault in progress: which errors it explains, and how many it did.
+	faultMu sync.Mutex
+	fault   *faultRecord
 }
 
 type faultRecord struct {
-	name    string
-	at      time.Duration
-	outage  time.Duration
-	outcome string
+	name     string
+	at       time.Duration
+	outage   time.Duration
+	outcome  string
+	explains func(error) bool // errors this fault may cause
+	errors   int              // errors it explained
+	sample   string
 }
+
+// transportOrUnavailable: the server could not be reached or said so.
+func transportOrUnavailable(err error) bool {
+	var e *osb.Error
+	return errors.As(err, &e) && (e.Code == osb.CodeTransport || e.Code == osb.CodeStream || e.Status == 503 || e.Status == 502)
+}
+
+func anyError(error) bool { return true }
+func noError(error) bool  { return false }
 
 func (s *soak) run(ctx context.Context) error {
 	client := load.NewClient(s.env.srv.URL, s.env.srv.APIKey, s.opts.sandboxes*s.opts.threads)
@@ -145,9 +158,15 @@ func (s *soak) tolerate(sbx *osb.Sandbox, err error) bool {
 	if ended {
 		return true
 	}
-	s.faultWindow.RLock()
-	defer s.faultWindow.RUnlock()
-	return s.inFault
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if s.fault == nil || !s.fault.explains(err) {
+		return false
+	}
+	if s.fault.errors++; s.fault.sample == "" {
+		s.fault.sample = err.Error()
+	}
+	return true
 }
 
 func (s *soak) markEnded(id string) {
@@ -208,14 +227,20 @@ func (s *soak) churn(ctx context.Context, client *osb.Client) {
 // injectFaults runs the four faults at fixed fractions of the run.
 func (s *soak) injectFaults(ctx context.Context, start time.Time) {
 	faults := []struct {
-		name string
-		at   float64
-		do   func(context.Context) (string, error)
+		name     string
+		at       float64
+		do       func(context.Context) (string, error)
+		explains func(error) bool
 	}{
-		{"server SIGKILL + restart", 0.2, s.env.killServer},
-		{"Podman service restart", 0.4, s.env.restartPodman},
-		{"one agent killed", 0.6, s.killAgent},
-		{"NATS stopped for 10 s", 0.8, s.env.pauseNATS},
+		// Requests in flight and those sent while it is down fail.
+		{"server SIGKILL + restart", 0.2, s.env.killServer, transportOrUnavailable},
+		// Creates and kills need Podman; commands, files and streams do not,
+		// but a kill that fails leaves a sandbox its caller believes gone.
+		{"Podman service restart", 0.4, s.env.restartPodman, anyError},
+		// Only the sandbox whose agent died may fail (it is marked ended).
+		{"one agent killed", 0.6, s.killAgent, noError},
+		// Events wait in SQLite: nobody may notice.
+		{"NATS stopped for 10 s", 0.8, s.env.pauseNATS, noError},
 	}
 	for _, f := range faults {
 		at := time.Duration(f.at * float64(s.opts.duration))
@@ -224,9 +249,10 @@ func (s *soak) injectFaults(ctx context.Context, start time.Time) {
 			return
 		case <-time.After(time.Until(start.Add(at))):
 		}
-		s.faultWindow.Lock()
-		s.inFault = true
-		s.faultWindow.Unlock()
+		rec := &faultRecord{name: f.name, at: at, explains: f.explains}
+		s.faultMu.Lock()
+		s.fault = rec
+		s.faultMu.Unlock()
 		began := time.Now()
 		outcome, err := f.do(ctx)
 		if err != nil {
@@ -235,12 +261,11 @@ func (s *soak) injectFaults(ctx context.Context, start time.Time) {
 		outage := time.Since(began)
 		// Answers lost in flight arrive as errors a little after the fault.
 		time.Sleep(5 * time.Second)
-		s.faultWindow.Lock()
-		s.inFault = false
-		s.faultWindow.Unlock()
-		s.mu.Lock()
-		s.faults = append(s.faults, faultRecord{f.name, at, outage, outcome})
-		s.mu.Unlock()
+		s.faultMu.Lock()
+		s.fault = nil
+		rec.outage, rec.outcome = outage, outcome
+		s.faults = append(s.faults, *rec)
+		s.faultMu.Unlock()
 		fmt.Printf("fault at %s: %s — %s\n", at.Round(time.Second), f.name, outcome)
 	}
 }
@@ -313,9 +338,12 @@ func (s *soak) account(ctx context.Context, client *osb.Client, rssStart int64) 
 	fmt.Printf("| soak, %s, %d sandboxes × %d threads | |\n|---|---|\n", s.opts.duration, s.opts.sandboxes, s.opts.threads)
 	fmt.Printf("| operations answered | %d (%s) |\n", s.rep.Total(), s.opsLine())
 	fmt.Printf("| sandboxes created / killed by churn | %d / %d |\n", s.creates, s.kills)
-	fmt.Printf("| errors while a fault was on | %d |\n", s.rep.Tolerated)
+	fmt.Printf("| errors explained by a fault or on a killed sandbox | %d |\n", s.rep.Tolerated)
 	for _, f := range s.faults {
-		fmt.Printf("| fault at %s: %s | %s (%s) |\n", f.at.Round(time.Second), f.name, f.outcome, f.outage.Round(100*time.Millisecond))
+		fmt.Printf("| fault at %s: %s | %s (%s); %d requests failed with it |\n", f.at.Round(time.Second), f.name, f.outcome, f.outage.Round(100*time.Millisecond), f.errors)
+		if f.sample != "" {
+			fmt.Println("  e.g.", f.sample)
+		}
 	}
 	ok := true
 	for _, c := range checks {
