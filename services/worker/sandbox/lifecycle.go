@@ -49,6 +49,14 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 	}()
 
 	id := newID()
+	m.mu.Lock()
+	m.pending[id] = struct{}{}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.pending, id)
+		m.mu.Unlock()
+	}()
 	now := time.Now().UTC()
 	b := m.newBox(api.Sandbox{
 		SandboxID:      id,

@@ -48,6 +48,8 @@ type Manager struct {
 	mu         sync.Mutex
 	boxes      map[string]*box
 	creating   int                 // creates in flight, counted against capacity
+	pending    map[string]struct{} // ids of creates in flight, whose container may exist already
+	restored   atomic.Bool         // Restore has run: containers unknown by now are orphans
 	closed     bool                // set by Close; no destroy starts after it
 	destroying sync.WaitGroup      // destroys in flight; Close waits for them
 	unremoved  map[string]struct{} // containers whose removal failed; the reconciler retries
@@ -152,7 +154,7 @@ func New(log *slog.Logger, rt runtime.Runtime, cfg Config, metrics *Metrics) (*M
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, unremoved: map[string]struct{}{},
+	m := &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, unremoved: map[string]struct{}{}, pending: map[string]struct{}{},
 		ctx: ctx, cancel: cancel, images: newPuller(log, rt, cfg, metrics), pulled: loadPulledImages(cfg.DataDir), lock: lock}
 	m.reconciler.Add(1)
 	go m.reconcileLoop()

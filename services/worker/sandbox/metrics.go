@@ -13,15 +13,16 @@ type Metrics struct {
 	OOMKills       prometheus.Counter // commands the sandbox's OOM killer took
 	FileBytes      *prometheus.CounterVec
 
-	ProcessStarts *prometheus.CounterVec // by mode: stream, background
-	StreamsActive prometheus.Gauge       // process output streams open (runs and connects)
-	StreamBytes   *prometheus.CounterVec // process output relayed, by stream: stdout, stderr
-	PTYActive     prometheus.Gauge
-	PTYSessions   prometheus.Counter
-	PTYBytes      *prometheus.CounterVec // terminal bytes relayed, by direction: in, out
-	WatchesActive prometheus.Gauge
-	WatchEvents   prometheus.Counter
-	ConnRefusals  *prometheus.CounterVec // streams refused for want of a slot, by scope: sandbox, worker
+	ProcessStarts  *prometheus.CounterVec // by mode: stream, background
+	StreamsActive  prometheus.Gauge       // process output streams open (runs and connects)
+	StreamBytes    *prometheus.CounterVec // process output relayed, by stream: stdout, stderr
+	PTYActive      prometheus.Gauge
+	PTYSessions    prometheus.Counter
+	PTYBytes       *prometheus.CounterVec // terminal bytes relayed, by direction: in, out
+	WatchesActive  prometheus.Gauge
+	WatchEvents    prometheus.Counter
+	ConnRefusals   *prometheus.CounterVec // streams refused for want of a slot, by scope: sandbox, worker
+	OrphansRemoved prometheus.Counter     // containers of this worker no sandbox owned
 
 	ImagePulls        *prometheus.CounterVec // by result: ok, error
 	ImagesRemoved     prometheus.Counter
@@ -85,6 +86,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.ConnRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "opensandbox_stream_refusals_total", Help: "Streams, terminals and watches refused (429 too_many_connections), by scope (sandbox, worker).",
 	}, []string{"scope"})
+	m.OrphansRemoved = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "opensandbox_orphan_containers_removed_total", Help: "Containers of this worker that no sandbox owned (a create cut off by a restart), removed by the reconciler.",
+	})
 	m.ImagePulls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "opensandbox_image_pulls_total", Help: "Images pulled for templates that name an image reference, by result (ok, error).",
 	}, []string{"result"})
@@ -96,7 +100,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Buckets: []float64{.5, 1, 2, 5, 10, 30, 60, 120, 300},
 	})
 	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.OOMKills, m.FileBytes,
-		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents, m.ConnRefusals,
+		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents, m.ConnRefusals, m.OrphansRemoved,
 		m.ImagePulls, m.ImagePullDuration, m.ImagesRemoved)
 	return m
 }

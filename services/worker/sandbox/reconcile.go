@@ -3,9 +3,12 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/events"
+	"github.com/opensandbox/opensandbox/services/worker/internal/sandboxdb"
 	"github.com/opensandbox/opensandbox/services/worker/runtime"
 )
 
@@ -63,36 +66,71 @@ func (m *Manager) reconcile() {
 		ids = append(ids, id)
 	}
 	m.mu.Unlock()
-	if len(ids) > 0 {
-		lctx, lcancel := context.WithTimeout(m.ctx, reconcilePass)
-		ctrs, err := m.rt.List(lctx, map[string]string{LabelWorker: m.cfg.WorkerID})
-		lcancel()
-		if err != nil {
-			if m.ctx.Err() == nil {
-				m.log.Warn("reconcile: list containers", "err", err)
-			}
-			return
+	lctx, lcancel := context.WithTimeout(m.ctx, reconcilePass)
+	ctrs, err := m.rt.List(lctx, map[string]string{LabelWorker: m.cfg.WorkerID})
+	lcancel()
+	if err != nil {
+		if m.ctx.Err() == nil {
+			m.log.Warn("reconcile: list containers", "err", err)
 		}
-		running := make(map[string]bool, len(ctrs))
-		for _, c := range ctrs {
-			if id := c.Labels[LabelID]; id != "" {
-				running[id] = c.Running
-			}
-		}
-		for _, id := range ids {
-			up, found := running[id]
-			if up {
-				continue
-			}
-			detail := "the sandbox's container disappeared"
-			if found {
-				detail = "the sandbox's container stopped: its agent (PID 1) exited or was killed, e.g. out of memory"
-			}
-			m.log.Warn("sandbox container is not running; destroying the sandbox", "sandbox_id", id, "detail", detail)
-			m.destroy(ctx, id, events.TypeError, detail)
+		m.retryRemovals(ctx)
+		return
+	}
+	running := make(map[string]bool, len(ctrs))
+	for _, c := range ctrs {
+		if id := c.Labels[LabelID]; id != "" {
+			running[id] = c.Running
 		}
 	}
+	for _, id := range ids {
+		up, found := running[id]
+		if up {
+			continue
+		}
+		detail := "the sandbox's container disappeared"
+		if found {
+			detail = "the sandbox's container stopped: its agent (PID 1) exited or was killed, e.g. out of memory"
+		}
+		m.log.Warn("sandbox container is not running; destroying the sandbox", "sandbox_id", id, "detail", detail)
+		m.destroy(ctx, id, events.TypeError, detail)
+	}
+	if m.restored.Load() {
+		m.removeOrphans(ctx, ctrs)
+	}
 	m.retryRemovals(ctx)
+}
+
+// removeOrphans removes this worker's containers that no sandbox owns: a
+// create cut off by a crash of the worker (or by the Podman service going
+// away) whose container Podman finished after the restart had looked. The
+// known ids are taken after the listing, so every container in it whose
+// create or restore is still running is known by then.
+func (m *Manager) removeOrphans(ctx context.Context, ctrs []runtime.Container) {
+	m.mu.Lock()
+	known := make(map[string]bool, len(m.boxes)+len(m.pending))
+	for id := range m.boxes {
+		known[id] = true
+	}
+	for id := range m.pending {
+		known[id] = true
+	}
+	m.mu.Unlock()
+	for _, c := range ctrs {
+		id := c.Labels[LabelID]
+		if id == "" || known[id] {
+			continue
+		}
+		m.log.Warn("removing a container no sandbox owns", "container", c.Name, "sandbox_id", id, "running", c.Running)
+		m.metrics.OrphansRemoved.Inc()
+		m.removeContainer(ctx, c.Name)
+		dir := filepath.Join(m.cfg.DataDir, "sandboxes", id)
+		if _, err := os.Stat(filepath.Join(dir, sandboxdb.RetiredMarker)); err == nil {
+			continue // destroyed already; the publisher removes the directory
+		}
+		if _, err := os.Stat(dir); err == nil {
+			m.lost(ctx, id, "its create was cut off (worker or Podman restart)")
+		}
+	}
 }
 
 // removeContainer force-removes a container; one that cannot be removed now

@@ -138,3 +138,32 @@ func TestFailedRemovalIsRetried(t *testing.T) {
 		return errors.Is(err, runtime.ErrNotFound)
 	})
 }
+
+// A container of this worker that no sandbox owns — a create whose worker
+// was killed after Podman got the request, finished by Podman after the
+// restarted worker had looked — is removed by the reconciler; the worker's
+// own sandboxes stay.
+func TestOrphanContainerIsRemoved(t *testing.T) {
+	rt := sandboxtest.Runtime(t)
+	cfg := sandboxtest.Config(t)
+	cfg.ReconcileInterval = 200 * time.Millisecond
+	m := sandboxtest.Manager(t, rt, cfg)
+	ctx := context.Background()
+	sb := mustCreate(t, m, api.SandboxConfig{})
+	orphan := "osb-orphan" + sandboxtest.RandomID()
+	_, err := rt.Start(ctx, runtime.Spec{
+		Name: orphan, Image: cfg.Templates["busybox"], Cmd: []string{"sleep", "600"},
+		Labels: map[string]string{sandbox.LabelWorker: cfg.WorkerID, sandbox.LabelID: strings.TrimPrefix(orphan, "osb-")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Remove(context.Background(), orphan) })
+	sandboxtest.Eventually(t, 30*time.Second, "orphan container removed", func() bool {
+		_, err := rt.Inspect(ctx, orphan)
+		return errors.Is(err, runtime.ErrNotFound)
+	})
+	if res, err := m.Exec(ctx, sb.SandboxID, api.ProcessConfig{Cmd: "echo still here"}); err != nil || res.Stdout != "still here\n" {
+		t.Fatalf("the worker's own sandbox after the sweep: %+v %v", res, err)
+	}
+}

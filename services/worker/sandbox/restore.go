@@ -47,6 +47,7 @@ func (m *Manager) Restore(ctx context.Context) error {
 		}
 		m.lost(ctx, d.Name(), "its container disappeared while the worker was down")
 	}
+	m.restored.Store(true)
 	m.log.Info("sandboxes restored", "count", m.Count())
 	return nil
 }

@@ -328,6 +328,11 @@ func (s *soak) account(ctx context.Context, client *osb.Client, rssStart int64) 
 		}
 	}
 	leaks := s.env.leaks(ctx, s.ids)
+	if leaks != "none" {
+		out, _ := exec.Command("podman", "ps", "-a", "--filter", "label=opensandbox.worker="+s.env.srv.WorkerID,
+			"--format", "{{.Names}} {{.State}} {{.Status}} {{.CreatedHuman}}").CombinedOutput()
+		fmt.Printf("left behind:\n%s\nserver warnings and errors:\n%s\n", out, s.env.srv.Problems(60))
+	}
 	checks = append(checks, check{"leaked containers, SQLite files, processes", leaks, leaks == "none"})
 	time.Sleep(5 * time.Second)
 	rssEnd, _ := s.env.srv.RSS()
