@@ -63,7 +63,10 @@ func TestWorkerFollowsRevocationLists(t *testing.T) {
 	rev := auth.NewRevocations(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); followRevocations(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), w, rev) }()
+	go func() {
+		defer close(done)
+		followRevocations(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), w, rev)
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 
 	// Well before the 2 s re-ask: the start-up request brought the list.
