@@ -24,6 +24,7 @@ type Metrics struct {
 	ConnRefusals  *prometheus.CounterVec // streams refused for want of a slot, by scope: sandbox, worker
 
 	ImagePulls        *prometheus.CounterVec // by result: ok, error
+	ImagePullRefusals *prometheus.CounterVec // by reason
 	ImagesRemoved     prometheus.Counter
 	ImagePullDuration prometheus.Histogram
 }
@@ -88,6 +89,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.ImagePulls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "opensandbox_image_pulls_total", Help: "Images pulled for templates that name an image reference, by result (ok, error).",
 	}, []string{"result"})
+	m.ImagePullRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "opensandbox_image_pull_refusals_total",
+		Help: "Image pulls refused, by reason (pulls_disabled, registry_not_allowed, private_address, unresolvable, too_large).",
+	}, []string{"reason"})
 	m.ImagesRemoved = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "opensandbox_images_removed_total", Help: "Pulled images removed after going unused for OPENSANDBOX_IMAGE_GC_AFTER.",
 	})
@@ -97,6 +102,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.OOMKills, m.FileBytes,
 		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents, m.ConnRefusals,
-		m.ImagePulls, m.ImagePullDuration, m.ImagesRemoved)
+		m.ImagePulls, m.ImagePullRefusals, m.ImagePullDuration, m.ImagesRemoved)
 	return m
 }

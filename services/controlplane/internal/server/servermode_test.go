@@ -183,6 +183,8 @@ func TestServerModeTwoRegions(t *testing.T) {
 	// A worker's own refusal passes through.
 	resp, body = c.cp.do(t, "POST", "/sandboxes", strings.NewReader(`{"template":"nope","region":"us"}`))
 	wantError(t, resp, body, 400, "template_not_found")
+	resp, body = c.cp.do(t, "POST", "/sandboxes", strings.NewReader(`{"template":"registry.example.com/x:1","region":"us"}`))
+	wantError(t, resp, body, 403, "registry_not_allowed")
 	if n := counter(t, c.reg, "opensandbox_placement_decisions_total", map[string]string{"result": "placed"}); n != 3 {
 		t.Errorf("placed decisions %v, want 3", n)
 	}
