@@ -80,6 +80,10 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, bus Bus, cfg C
 	app.Get("/metrics", auth.StaticKey(metricsKey), httpx.MetricsHandler(reg))
 	data := app.Group("", auth.SandboxJWT(tokens, cfg.Sandbox.WorkerID, rev, func(reason string) {
 		authFailures.WithLabelValues("http", reason).Inc()
+		if reason == auth.ErrTokenRevoked.Code || reason == auth.ErrRevocationsStale.Code {
+			// The request's own log line (same request id) names the path.
+			log.Warn("sandbox token refused", "reason", reason)
+		}
 	}), scopeToTokenOrg)
 	data.Get("/sandboxes/:id", func(c *fiber.Ctx) error {
 		sb, err := mgr.Get(c.UserContext(), c.Params("id"))

@@ -45,6 +45,7 @@ type Announcer struct {
 	interval time.Duration
 	ask      chan struct{}
 	results  *prometheus.CounterVec
+	last     int // keys in the last list, to log changes
 }
 
 // NewAnnouncer returns an announcer; deliver sends a list on.
@@ -114,4 +115,8 @@ func (a *Announcer) announce(ctx context.Context) {
 		return
 	}
 	a.results.WithLabelValues("ok").Inc()
+	if len(l.Keys) != a.last {
+		a.last = len(l.Keys)
+		a.log.Info("revoked API keys announced", "keys", len(l.Keys))
+	}
 }
