@@ -116,7 +116,7 @@ func (a *Authenticator) Middleware() fiber.Handler {
 			return err
 		}
 		if !caller.Static && !Allowed(caller.Scopes, c.Method()) && !isTokenRequest(c) {
-			a.onFail("scope")
+			a.onFail(errScope.Code)
 			return errScope
 		}
 		SetCaller(c, caller)
