@@ -12,18 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
+	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
 )
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // A worker that starts asks for the revocation list at once instead of
 // waiting for the next round; when lists stop coming its view goes stale
@@ -70,16 +60,16 @@ func TestWorkerFollowsRevocationLists(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	// Well before the 2 s re-ask: the start-up request brought the list.
-	waitFor(t, time.Second, "the first list", rev.Fresh)
+	sandboxtest.Eventually(t, time.Second, "the first list", rev.Fresh)
 	if rev.Check("gone") == nil || rev.Check("live") != nil {
 		t.Fatalf("after the first list: gone %v, live %v", rev.Check("gone"), rev.Check("live"))
 	}
 	// The control plane falls silent: the view goes stale, the worker asks again.
 	answering.Store(false)
-	waitFor(t, 5*time.Second, "the view to go stale", func() bool { return !rev.Fresh() })
+	sandboxtest.Eventually(t, 5*time.Second, "the view to go stale", func() bool { return !rev.Fresh() })
 	before := asked.Load()
-	waitFor(t, 5*time.Second, "the worker to ask again", func() bool { return asked.Load() > before })
+	sandboxtest.Eventually(t, 5*time.Second, "the worker to ask again", func() bool { return asked.Load() > before })
 	// It answers again: fresh within one ask.
 	answering.Store(true)
-	waitFor(t, 5*time.Second, "the view to be fresh again", rev.Fresh)
+	sandboxtest.Eventually(t, 5*time.Second, "the view to be fresh again", rev.Fresh)
 }
