@@ -8,8 +8,9 @@
 # work needs (the same permissions as natsx.Permissions in the code, which
 # the deploycheck tests compare). A sandbox that reaches port 4222 through
 # its worker's address has no credential and is refused; a worker identity
-# can publish only its region's events and heartbeats, read nothing but the
-# replies to its own requests, and neither create nor consume the streams.
+# can publish only its region's events and heartbeats (and ask for the list
+# of revoked API keys), read nothing but the replies to its own requests and
+# that list, and neither create nor consume the streams.
 # The server holds only bcrypt hashes (Nomad variable nomad/jobs/nats); each
 # service reads its own password from nomad/jobs/<its job> (docs/deploy.md).
 
@@ -157,16 +158,16 @@ job "nats" {
                 user: "controlplane"
                 password: "{{ .controlplane_password_bcrypt }}"
                 permissions: {
-                  publish: { allow: ["sandbox.events.>", "sandbox.deadletter", "$JS.API.>", "$JS.ACK.SANDBOX_EVENTS.>"] }
-                  subscribe: { allow: ["_INBOX.controlplane.>", "workers.heartbeat.>"] }
+                  publish: { allow: ["sandbox.events.>", "sandbox.deadletter", "$JS.API.>", "$JS.ACK.SANDBOX_EVENTS.>", "keys.revoked"] }
+                  subscribe: { allow: ["_INBOX.controlplane.>", "workers.heartbeat.>", "keys.revoked.sync"] }
                 }
               }
               {
                 user: "worker"
                 password: "{{ .worker_password_bcrypt }}"
                 permissions: {
-                  publish: { allow: ["sandbox.events.{{ env "NOMAD_REGION" }}.*", "workers.heartbeat.{{ env "NOMAD_REGION" }}.*", "$JS.API.STREAM.INFO.SANDBOX_EVENTS"] }
-                  subscribe: { allow: ["_INBOX.worker.>"] }
+                  publish: { allow: ["sandbox.events.{{ env "NOMAD_REGION" }}.*", "workers.heartbeat.{{ env "NOMAD_REGION" }}.*", "$JS.API.STREAM.INFO.SANDBOX_EVENTS", "keys.revoked.sync"] }
+                  subscribe: { allow: ["_INBOX.worker.>", "keys.revoked"] }
                 }
               }
               {

@@ -20,26 +20,36 @@ func TestSandboxTokenVerify(t *testing.T) {
 	if _, err := NewSandboxTokens("short"); err == nil {
 		t.Fatal("short secret accepted")
 	}
-	good, _ := tokens.Issue("org1", "sb1", "w1", time.Now().Add(time.Minute))
-	expired, _ := tokens.Issue("org1", "sb1", "w1", time.Now().Add(-time.Second))
+	good, exp, _ := tokens.Issue(grant("org1", "sb1", "w1", time.Now().Add(time.Minute)))
+	expired, _, _ := tokens.Issue(grant("org1", "sb1", "w1", time.Now().Add(-time.Second)))
 	other, _ := NewSandboxTokens("another-secret-of-16+")
-	forged, _ := other.Issue("org1", "sb1", "w1", time.Now().Add(time.Minute))
-	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, SandboxClaims{SandboxID: "sb1", RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute))}}).SignedString(jwt.UnsafeAllowNoneSignatureType)
-	noExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, SandboxClaims{SandboxID: "sb1"}).SignedString([]byte("0123456789abcdef-secret"))
+	forged, _, _ := other.Issue(grant("org1", "sb1", "w1", time.Now().Add(time.Minute)))
+	inAMinute := jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute))}
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, SandboxClaims{SandboxID: "sb1", Scope: ScopeFull, RegisteredClaims: inAMinute}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	noExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, SandboxClaims{SandboxID: "sb1", Scope: ScopeFull}).SignedString([]byte("0123456789abcdef-secret"))
+	// A token of an older version has no scope; one with a scope we do not
+	// know is refused.
+	unscoped, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, SandboxClaims{SandboxID: "sb1", RegisteredClaims: inAMinute}).SignedString([]byte("0123456789abcdef-secret"))
+	oddScope, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, SandboxClaims{SandboxID: "sb1", Scope: "admin", RegisteredClaims: inAMinute}).SignedString([]byte("0123456789abcdef-secret"))
 
 	c, err := tokens.Verify(good)
-	if err != nil || c.OrgID != "org1" || c.SandboxID != "sb1" || c.WorkerID != "w1" {
+	if err != nil || c.OrgID != "org1" || c.SandboxID != "sb1" || c.WorkerID != "w1" || c.Scope != ScopeFull || c.KeyID != "key1" {
 		t.Fatalf("good token: %+v %v", c, err)
+	}
+	if d := time.Until(exp); d > time.Minute || d < 58*time.Second {
+		t.Fatalf("token expiry %s from now, want about a minute", d)
 	}
 	for name, tc := range map[string]struct {
 		tok  string
 		want *errs.Error
 	}{
-		"expired":  {expired, ErrTokenExpired},
-		"forged":   {forged, errs.ErrForbidden},
-		"alg none": {none, errs.ErrForbidden},
-		"no exp":   {noExp, errs.ErrForbidden},
-		"garbage":  {"abc.def.ghi", errs.ErrForbidden},
+		"expired":       {expired, ErrTokenExpired},
+		"forged":        {forged, errs.ErrForbidden},
+		"alg none":      {none, errs.ErrForbidden},
+		"no exp":        {noExp, errs.ErrForbidden},
+		"garbage":       {"abc.def.ghi", errs.ErrForbidden},
+		"no scope":      {unscoped, ErrTokenExpired},
+		"unknown scope": {oddScope, errs.ErrForbidden},
 	} {
 		_, err := tokens.Verify(tc.tok)
 		if !errors.Is(err, tc.want) {
@@ -49,6 +59,18 @@ func TestSandboxTokenVerify(t *testing.T) {
 	if ErrTokenExpired.Kind.HTTPStatus() != 401 {
 		t.Fatal("expired token must answer 401")
 	}
+	// No token outlives MaxTokenLifetime, and every token has a scope.
+	_, exp, err = tokens.Issue(grant("org1", "sb1", "w1", time.Now().Add(365*24*time.Hour)))
+	if err != nil || time.Until(exp) > MaxTokenLifetime {
+		t.Fatalf("a year-long sandbox got a token until %s (%v)", exp, err)
+	}
+	if _, _, err := tokens.Issue(Grant{SandboxID: "sb1", Expires: time.Now().Add(time.Minute)}); err == nil {
+		t.Fatal("a token without a scope was issued")
+	}
+}
+
+func grant(org, sandbox, worker string, exp time.Time) Grant {
+	return Grant{OrgID: org, SandboxID: sandbox, WorkerID: worker, Scope: ScopeFull, KeyID: "key1", Expires: exp}
 }
 
 func TestSandboxJWTMiddleware(t *testing.T) {
@@ -58,15 +80,15 @@ func TestSandboxJWTMiddleware(t *testing.T) {
 		e := errs.As(err)
 		return c.Status(e.Kind.HTTPStatus()).SendString(e.Code)
 	}})
-	app.Use(SandboxJWT(tokens, "w1", func(r string) { failures = append(failures, r) }))
+	app.Use(SandboxJWT(tokens, "w1", nil, func(r string) { failures = append(failures, r) }))
 	app.Get("/sandboxes/:id/*", func(c *fiber.Ctx) error {
 		claims := c.Locals(LocalSandboxClaims).(SandboxClaims)
 		proto, _ := c.Locals(LocalWebSocketProtocol).(string)
 		return c.SendString(claims.SandboxID + "|" + proto)
 	})
-	tokA, _ := tokens.Issue("o", "sbA", "w1", time.Now().Add(time.Minute))
-	tokOtherWorker, _ := tokens.Issue("o", "sbA", "w2", time.Now().Add(time.Minute))
-	tokOld, _ := tokens.Issue("o", "sbA", "w1", time.Now().Add(-time.Minute))
+	tokA, _, _ := tokens.Issue(grant("o", "sbA", "w1", time.Now().Add(time.Minute)))
+	tokOtherWorker, _, _ := tokens.Issue(grant("o", "sbA", "w2", time.Now().Add(time.Minute)))
+	tokOld, _, _ := tokens.Issue(grant("o", "sbA", "w1", time.Now().Add(-time.Minute)))
 	for _, tc := range []struct {
 		name, path, hdr, val string
 		status               int

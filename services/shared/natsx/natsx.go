@@ -27,6 +27,12 @@ const (
 	DeadLetterStream = "SANDBOX_DEADLETTER"
 	DeadLetterSubj   = "sandbox.deadletter"
 	HeartbeatSubjs   = "workers.heartbeat.>"
+	// KeysRevokedSubj carries the control plane's list of revoked API keys
+	// (auth.RevocationList) to every worker, periodically and on request.
+	KeysRevokedSubj = "keys.revoked"
+	// KeysRevokedSyncSubj is a worker asking for that list now (it just
+	// started, or its list went stale); the body is empty.
+	KeysRevokedSyncSubj = "keys.revoked.sync"
 )
 
 // EventSubject is where a worker publishes its sandbox events.
@@ -44,8 +50,8 @@ func HeartbeatSubject(region, workerID string) string {
 // Permissions); the production NATS configuration
 // (nomad/nats.nomad.hcl) grants the same.
 const (
-	RoleControlPlane = "controlplane" // heartbeats in; in combined mode also the worker's events and the syncer
-	RoleWorker       = "worker"       // heartbeats and its region's events out, nothing in
+	RoleControlPlane = "controlplane" // heartbeats and revocation-list requests in, revocation lists out; in combined mode also the worker's events and the syncer
+	RoleWorker       = "worker"       // heartbeats, its region's events and revocation-list requests out, revocation lists in
 	RoleSyncer       = "syncer"       // consumes SANDBOX_EVENTS, dead-letters
 )
 
@@ -74,8 +80,9 @@ func Permissions(role, region string) *server.Permissions {
 				// Its publisher checks that the stream exists; it never
 				// creates, changes or reads it.
 				"$JS.API.STREAM.INFO." + EventsStream,
+				KeysRevokedSyncSubj,
 			}},
-			Subscribe: &server.SubjectPermission{Allow: inbox},
+			Subscribe: &server.SubjectPermission{Allow: append(inbox, KeysRevokedSubj)},
 		}
 	case RoleSyncer:
 		return &server.Permissions{
@@ -89,9 +96,9 @@ func Permissions(role, region string) *server.Permissions {
 	case RoleControlPlane:
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{
-				EventsSubjects, DeadLetterSubj, "$JS.API.>", "$JS.ACK." + EventsStream + ".>",
+				EventsSubjects, DeadLetterSubj, "$JS.API.>", "$JS.ACK." + EventsStream + ".>", KeysRevokedSubj,
 			}},
-			Subscribe: &server.SubjectPermission{Allow: append(inbox, HeartbeatSubjs)},
+			Subscribe: &server.SubjectPermission{Allow: append(inbox, HeartbeatSubjs, KeysRevokedSyncSubj)},
 		}
 	}
 	// An unknown role may do nothing.

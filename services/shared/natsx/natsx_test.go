@@ -208,6 +208,29 @@ func TestCredentialsAndRolePermissions(t *testing.T) {
 	if _, err := wJS.Publish(ctx, EventSubject("eu", "w1"), []byte(`{}`)); err != nil {
 		t.Fatalf("worker publishes its event: %v", err)
 	}
+	// Revocation lists: a worker asks, the control plane answers to all.
+	syncs, err := cp.SubscribeSync(KeysRevokedSyncSubj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists, err := w.SubscribeSync(KeysRevokedSubj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Flush()
+	w.Flush()
+	if err := w.Publish(KeysRevokedSyncSubj, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := syncs.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("control plane got no revocation-list request: %v", err)
+	}
+	if err := cp.Publish(KeysRevokedSubj, []byte(`{"keys":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lists.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("worker got no revocation list: %v", err)
+	}
 
 	// What a worker identity must not do.
 	wv, werrs := connectAs(t, urls[RoleWorker], RoleWorker)
@@ -229,6 +252,8 @@ func TestCredentialsAndRolePermissions(t *testing.T) {
 	wantViolation(t, werrs, "worker publishes another region's heartbeat")
 	wv.Publish("$JS.API.STREAM.DELETE."+EventsStream, nil)
 	wantViolation(t, werrs, "worker deletes the stream")
+	wv.Publish(KeysRevokedSubj, []byte(`{"keys":[],"validForMs":86400000}`))
+	wantViolation(t, werrs, "worker forges a revocation list")
 	wv.Publish("$JS.API.CONSUMER.MSG.NEXT."+EventsStream+"."+SyncConsumer, nil)
 	wantViolation(t, werrs, "worker pulls events")
 

@@ -49,10 +49,13 @@ type Worker struct {
 	grpc *grpc.Server
 	hb   *heartbeat.Heartbeat
 	pub  *publisher.Publisher // nil when events are not published
+	bus  Bus
+	rev  *auth.Revocations
 }
 
-// New wires a worker around mgr; nc carries its heartbeats.
-func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, nc heartbeat.Publisher, cfg Config) (*Worker, error) {
+// New wires a worker around mgr; bus carries its heartbeats and the
+// control plane's lists of revoked API keys.
+func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, bus Bus, cfg Config) (*Worker, error) {
 	tokens, err := auth.NewSandboxTokens(cfg.JWTSecret)
 	if err != nil {
 		return nil, err
@@ -62,7 +65,12 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, nc heartbeat.P
 	}, []string{"surface", "reason"})
 	reg.MustRegister(authFailures)
 
-	w := &Worker{log: log, cfg: cfg}
+	rev := auth.NewRevocations(func() {
+		log.Warn("no revocation list from the control plane for too long: keyed sandbox tokens are refused and their connections closed until one comes")
+	})
+	revocationMetrics(reg, rev)
+
+	w := &Worker{log: log, cfg: cfg, bus: bus, rev: rev}
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
 	app.Get("/health", w.health)
 	metricsKey := cfg.MetricsToken
@@ -70,8 +78,12 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, nc heartbeat.P
 		metricsKey = cfg.ClusterSecret // deployments without a metrics token
 	}
 	app.Get("/metrics", auth.StaticKey(metricsKey), httpx.MetricsHandler(reg))
-	data := app.Group("", auth.SandboxJWT(tokens, cfg.Sandbox.WorkerID, func(reason string) {
+	data := app.Group("", auth.SandboxJWT(tokens, cfg.Sandbox.WorkerID, rev, func(reason string) {
 		authFailures.WithLabelValues("http", reason).Inc()
+		if reason == auth.ErrTokenRevoked.Code || reason == auth.ErrRevocationsStale.Code {
+			// The request's own log line (same request id) names the path.
+			log.Warn("sandbox token refused", "reason", reason)
+		}
 	}), scopeToTokenOrg)
 	data.Get("/sandboxes/:id", func(c *fiber.Ctx) error {
 		sb, err := mgr.Get(c.UserContext(), c.Params("id"))
@@ -96,7 +108,7 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, nc heartbeat.P
 	)...)
 	workerv1.RegisterSandboxWorkerServer(gs, grpcserver.New(mgr))
 
-	hb, err := heartbeat.New(log, nc, heartbeat.Config{
+	hb, err := heartbeat.New(log, bus, heartbeat.Config{
 		WorkerID: cfg.Sandbox.WorkerID, Region: cfg.Sandbox.Region,
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPURL,
 		Capacity: cfg.Sandbox.Capacity, Interval: cfg.HeartbeatInterval, Version: cfg.Version,
@@ -147,6 +159,8 @@ func (w *Worker) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
 	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); w.hb.Run(hbCtx) }()
+	revDone := make(chan struct{})
+	go func() { defer close(revDone); followRevocations(hbCtx, w.log, w.bus, w.rev) }()
 	w.log.Info("worker serving", "worker_id", w.cfg.Sandbox.WorkerID, "region", w.cfg.Sandbox.Region,
 		"http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "connect_url", w.cfg.HTTPURL, "grpc_addr", w.cfg.GRPCAddr)
 
@@ -163,7 +177,7 @@ func (w *Worker) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
 	if berr := w.hb.Beat(); berr != nil {
 		w.log.Warn("draining heartbeat not published", "err", berr)
 	}
-	defer func() { stopHB(); <-hbDone }()
+	defer func() { stopHB(); <-hbDone; <-revDone }()
 	stopped := make(chan struct{})
 	go func() { w.grpc.GracefulStop(); close(stopped) }()
 	select {

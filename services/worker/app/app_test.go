@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/opensandbox/opensandbox/services/shared/obs"
 	"github.com/opensandbox/opensandbox/services/worker/publisher/publishertest"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
@@ -15,6 +17,9 @@ import (
 type nopPublisher struct{}
 
 func (nopPublisher) Publish(string, []byte) error { return nil }
+func (nopPublisher) Subscribe(string, nats.MsgHandler) (*nats.Subscription, error) {
+	return &nats.Subscription{}, nil
+}
 
 func testWorker(t *testing.T, metricsToken string) *Worker {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/errs"
 	"github.com/opensandbox/opensandbox/services/shared/httpx"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
@@ -68,19 +69,22 @@ func (h *Handlers) MountLifecycle(r fiber.Router) {
 
 // MountData adds the data-path routes: commands and files, and, when the
 // manager implements Interactive, streamed and background processes,
-// terminals (WebSocket) and file watch (see docs/api.md).
+// terminals (WebSocket) and file watch (see docs/api.md). Reads of files
+// take any scope; everything else needs the full one (auth.RequireFull):
+// read-only credentials never run, write, stream, watch or type anything.
 func (h *Handlers) MountData(r fiber.Router) {
 	if h.ia != nil {
 		h.mountInteractive(r)
 	}
-	r.Post("/sandboxes/:id/commands", h.exec)
+	full := auth.RequireFull
+	r.Post("/sandboxes/:id/commands", full, h.exec)
 	r.Get("/sandboxes/:id/files", h.readFile)
-	r.Put("/sandboxes/:id/files", h.writeFile)
-	r.Delete("/sandboxes/:id/files", h.removeFile)
+	r.Put("/sandboxes/:id/files", full, h.writeFile)
+	r.Delete("/sandboxes/:id/files", full, h.removeFile)
 	r.Get("/sandboxes/:id/files/list", h.listDir)
 	r.Get("/sandboxes/:id/files/stat", h.stat)
-	r.Post("/sandboxes/:id/files/mkdir", h.makeDir)
-	r.Post("/sandboxes/:id/files/rename", h.rename)
+	r.Post("/sandboxes/:id/files/mkdir", full, h.makeDir)
+	r.Post("/sandboxes/:id/files/rename", full, h.rename)
 }
 
 func orgOf(c *fiber.Ctx) string {

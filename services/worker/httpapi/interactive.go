@@ -6,6 +6,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/opensandbox/opensandbox/services/shared/api"
+	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 )
 
@@ -34,19 +35,23 @@ type Interactive interface {
 
 var _ Interactive = (*sandbox.Manager)(nil)
 
-// mountInteractive adds the process, terminal and watch routes.
+// mountInteractive adds the process, terminal and watch routes. Only the
+// list of processes is a read; streams, watches and terminals are
+// long-lived and hold the sandbox's and the worker's resources, so they
+// need the full scope like everything that changes something.
 func (h *Handlers) mountInteractive(r fiber.Router) {
-	r.Get("/sandboxes/:id/files/watch", h.watchFiles)
+	full := auth.RequireFull
+	r.Get("/sandboxes/:id/files/watch", full, h.watchFiles)
 
 	r.Get("/sandboxes/:id/processes", h.listProcesses)
-	r.Get("/sandboxes/:id/processes/:pid/stream", h.connectProcess)
-	r.Post("/sandboxes/:id/processes/:pid/stdin", h.writeStdin)
-	r.Delete("/sandboxes/:id/processes/:pid/stdin", h.closeStdin)
-	r.Post("/sandboxes/:id/processes/:pid/signal", h.signalProcess)
-	r.Delete("/sandboxes/:id/processes/:pid", h.killProcess)
+	r.Get("/sandboxes/:id/processes/:pid/stream", full, h.connectProcess)
+	r.Post("/sandboxes/:id/processes/:pid/stdin", full, h.writeStdin)
+	r.Delete("/sandboxes/:id/processes/:pid/stdin", full, h.closeStdin)
+	r.Post("/sandboxes/:id/processes/:pid/signal", full, h.signalProcess)
+	r.Delete("/sandboxes/:id/processes/:pid", full, h.killProcess)
 
-	r.Post("/sandboxes/:id/pty", h.createPTY)
-	r.Get("/sandboxes/:id/pty/:sessionID", h.beforeUpgrade, h.ptySocket())
-	r.Post("/sandboxes/:id/pty/:sessionID/resize", h.resizePTY)
-	r.Delete("/sandboxes/:id/pty/:sessionID", h.killPTY)
+	r.Post("/sandboxes/:id/pty", full, h.createPTY)
+	r.Get("/sandboxes/:id/pty/:sessionID", full, h.beforeUpgrade, h.ptySocket())
+	r.Post("/sandboxes/:id/pty/:sessionID/resize", full, h.resizePTY)
+	r.Delete("/sandboxes/:id/pty/:sessionID", full, h.killPTY)
 }

@@ -281,10 +281,26 @@ func (p *Podman) RemoveImage(ctx context.Context, ref string) error {
 	return nil
 }
 
+func (p *Podman) ImageSize(ctx context.Context, ref string) (int64, error) {
+	c, cancel := p.with(ctx)
+	defer cancel()
+	img, err := images.GetImage(c, ref, nil)
+	if err != nil {
+		if isNotFound(err) {
+			return 0, fmt.Errorf("image %s: %w", ref, ErrNotFound)
+		}
+		return 0, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return img.Size, nil
+}
+
 func (p *Podman) Pull(ctx context.Context, ref string, insecure bool, progress io.Writer) error {
 	c, cancel := p.with(ctx)
 	defer cancel()
-	opts := new(images.PullOptions).WithPolicy("missing").WithQuiet(false).WithProgressWriter(progress)
+	// Always from the registry, also when a copy is local: a pull is how an
+	// org shows it may have the image (layers already here are not fetched
+	// again).
+	opts := new(images.PullOptions).WithPolicy("always").WithQuiet(false).WithProgressWriter(progress)
 	if insecure {
 		opts.WithSkipTLSVerify(true)
 	}

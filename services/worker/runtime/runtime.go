@@ -61,10 +61,13 @@ type Runtime interface {
 	List(ctx context.Context, labels map[string]string) ([]Container, error)
 	// ImageExists reports whether an image is present locally.
 	ImageExists(ctx context.Context, ref string) (bool, error)
-	// Pull fetches an image from its registry, writing progress lines to
-	// progress; insecure skips TLS verification (local registries).
+	// Pull fetches an image from its registry, also when it is local,
+	// writing progress lines to progress; insecure skips TLS verification
+	// (local registries).
 	Pull(ctx context.Context, ref string, insecure bool, progress io.Writer) error
 	// RemoveImage removes a local image that no container uses; a missing
 	// one is not an error.
 	RemoveImage(ctx context.Context, ref string) error
+	// ImageSize is the size of a local image on disk, in bytes.
+	ImageSize(ctx context.Context, ref string) (int64, error)
 }

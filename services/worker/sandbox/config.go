@@ -6,6 +6,8 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -19,11 +21,18 @@ type Config struct {
 	Templates       map[string]string // template name -> image reference
 	DefaultTemplate string
 
-	// A template that names an image reference is pulled when missing, from
-	// PullRegistries only when that list is set; InsecureRegistries skip TLS
-	// verification (a local registry).
+	// A template that names an image reference is pulled, for the org that
+	// names it, from PullRegistries only: exact registries (host[:port]),
+	// or "*" for any whose host resolves to public addresses only; empty,
+	// nothing is pulled. InsecureRegistries skip TLS verification (a local
+	// registry). An org starts only from images it pulled itself, of named
+	// templates, or of PublicImages (references the operator shares with
+	// every org); any other org pulls again. No image over PullMaxBytes is
+	// kept.
 	PullRegistries     []string
 	InsecureRegistries []string
+	PublicImages       []string
+	PullMaxBytes       int64
 	PullTimeout        time.Duration
 	// ImageGCAfter removes a pulled image no sandbox started from for this
 	// long (0: never). Built-in template images are never removed.
@@ -88,6 +97,7 @@ func DefaultConfig() Config {
 		PidsLimit:          256,
 		Capacity:           200,
 		PullTimeout:        5 * time.Minute,
+		PullMaxBytes:       10 << 30,
 		ImageGCAfter:       24 * time.Hour,
 		DefaultExecTimeout: 60 * time.Second,
 		MaxExecTimeout:     24 * time.Hour,
@@ -119,6 +129,8 @@ func (c Config) Validate() error {
 		return errors.New("capacity must be positive")
 	case c.PullTimeout <= 0:
 		return errors.New("pull timeout must be positive")
+	case c.PullMaxBytes <= 0:
+		return errors.New("OPENSANDBOX_PULL_MAX_BYTES must be positive")
 	case c.ImageGCAfter < 0:
 		return errors.New("image GC age must not be negative")
 	case c.MaxExecs <= 0:
@@ -127,6 +139,16 @@ func (c Config) Validate() error {
 		return errors.New("streams: need 0 < per sandbox <= per worker")
 	case c.ReconcileInterval <= 0:
 		return errors.New("reconcile interval must be positive")
+	}
+	for _, img := range c.PublicImages {
+		if _, err := normalizeImage(img); err != nil {
+			return fmt.Errorf("OPENSANDBOX_PUBLIC_IMAGES: %q is not an image reference", img)
+		}
+	}
+	for _, reg := range c.PullRegistries {
+		if reg != AnyPublicRegistry && (reg == "" || strings.ContainsAny(reg, "/*") || strings.HasPrefix(reg, "http")) {
+			return fmt.Errorf("OPENSANDBOX_PULL_REGISTRIES: %q is not a registry (host[:port], or * for any public one)", reg)
+		}
 	}
 	return nil
 }

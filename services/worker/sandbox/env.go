@@ -26,6 +26,8 @@ func ConfigFromEnv(e *config.Env) Config {
 	c.Capacity = e.Int("OPENSANDBOX_CAPACITY", c.Capacity)
 	c.PullRegistries = e.List("OPENSANDBOX_PULL_REGISTRIES")
 	c.InsecureRegistries = e.List("OPENSANDBOX_INSECURE_REGISTRIES")
+	c.PublicImages = e.List("OPENSANDBOX_PUBLIC_IMAGES")
+	c.PullMaxBytes = e.Int64("OPENSANDBOX_PULL_MAX_BYTES", c.PullMaxBytes)
 	c.PullTimeout = e.Duration("OPENSANDBOX_PULL_TIMEOUT", c.PullTimeout)
 	c.ImageGCAfter = e.Duration("OPENSANDBOX_IMAGE_GC_AFTER", c.ImageGCAfter)
 	c.MaxExecs = e.Int("OPENSANDBOX_MAX_EXECS", c.MaxExecs)

@@ -120,19 +120,11 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		CapAdd:      sandboxCaps,
 	}
 	m.imageMu.RLock()
-	ctr, err := m.rt.Start(ctx, spec)
-	if errors.Is(err, runtime.ErrNotFound) && r.pullable {
-		// A template that names an image reference is pulled on first use.
-		if perr := m.images.pull(ctx, r.image); perr != nil {
-			m.imageMu.RUnlock()
-			return api.Sandbox{}, perr
-		}
-		ctr, err = m.rt.Start(ctx, spec)
-	}
-	if err == nil && r.pullable {
-		m.pulled.used(r.image, time.Now())
-	}
+	ctr, err := m.start(ctx, spec, r, opts.OrgID)
 	m.imageMu.RUnlock()
+	if err != nil && errs.As(err).Kind != errs.KindInternal {
+		return api.Sandbox{}, err // a refused or failed pull
+	}
 	if errors.Is(err, runtime.ErrNotFound) {
 		return api.Sandbox{}, errs.New(errs.KindInvalid, "template_not_found", "image %s of template %q is not available on this worker", r.image, r.template)
 	}
@@ -166,6 +158,31 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 }
 
 func containerName(id string) string { return "osb-" + id }
+
+// start starts a sandbox's container. A template that names an image
+// reference runs from the local image only when org may use it (built in,
+// public, or pulled by org); otherwise, or when it is not here, it is
+// pulled for org first, with the registry and size checks. Images of named
+// templates are never pulled.
+func (m *Manager) start(ctx context.Context, spec runtime.Spec, r resolved, org string) (runtime.Container, error) {
+	pullable := r.pullable && !m.images.builtin[r.image]
+	if pullable && !m.images.visible(r.image, org) {
+		if err := m.images.pull(ctx, r.image, org); err != nil {
+			return runtime.Container{}, err
+		}
+	}
+	ctr, err := m.rt.Start(ctx, spec)
+	if errors.Is(err, runtime.ErrNotFound) && pullable {
+		if err := m.images.pull(ctx, r.image, org); err != nil {
+			return runtime.Container{}, err
+		}
+		ctr, err = m.rt.Start(ctx, spec)
+	}
+	if err == nil && pullable {
+		m.pulled.used(r.image, time.Now())
+	}
+	return ctr, err
+}
 
 // waitAgent polls the agent until it answers; it starts within milliseconds.
 func (m *Manager) waitAgent(ctx context.Context, c *agentclient.Client) error {

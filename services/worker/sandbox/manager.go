@@ -155,7 +155,9 @@ func New(log *slog.Logger, rt runtime.Runtime, cfg Config, metrics *Metrics) (*M
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, unremoved: map[string]struct{}{}, pending: map[string]struct{}{},
-		ctx: ctx, cancel: cancel, images: newPuller(log, rt, cfg, metrics), pulled: loadPulledImages(cfg.DataDir), lock: lock}
+		ctx: ctx, cancel: cancel, lock: lock}
+	m.pulled = loadPulledImages(cfg.DataDir)
+	m.images = newPuller(log, rt, cfg, metrics, m.pulled)
 	m.reconciler.Add(1)
 	go m.reconcileLoop()
 	return m, nil

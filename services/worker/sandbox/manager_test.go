@@ -194,7 +194,7 @@ func TestValidation(t *testing.T) {
 		"negative timeout": {Timeout: -5},
 		"unknown template": {TemplateID: "nope"},
 		"bad env name":     {Envs: map[string]string{"A=B": "x"}},
-		"missing image":    {TemplateID: "localhost/opensandbox/missing:latest"},
+		"bad image ref":    {TemplateID: "Upper/Case:x"},
 	}
 	for name, cfg := range cases {
 		t.Run(name, func(t *testing.T) {

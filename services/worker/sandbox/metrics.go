@@ -25,6 +25,7 @@ type Metrics struct {
 	OrphansRemoved prometheus.Counter     // containers of this worker no sandbox owned
 
 	ImagePulls        *prometheus.CounterVec // by result: ok, error
+	ImagePullRefusals *prometheus.CounterVec // by reason
 	ImagesRemoved     prometheus.Counter
 	ImagePullDuration prometheus.Histogram
 }
@@ -92,6 +93,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.ImagePulls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "opensandbox_image_pulls_total", Help: "Images pulled for templates that name an image reference, by result (ok, error).",
 	}, []string{"result"})
+	m.ImagePullRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "opensandbox_image_pull_refusals_total",
+		Help: "Image pulls refused, by reason (pulls_disabled, registry_not_allowed, private_address, unresolvable, too_large).",
+	}, []string{"reason"})
 	m.ImagesRemoved = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "opensandbox_images_removed_total", Help: "Pulled images removed after going unused for OPENSANDBOX_IMAGE_GC_AFTER.",
 	})
@@ -101,6 +106,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.OOMKills, m.FileBytes,
 		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents, m.ConnRefusals, m.OrphansRemoved,
-		m.ImagePulls, m.ImagePullDuration, m.ImagesRemoved)
+		m.ImagePulls, m.ImagePullRefusals, m.ImagePullDuration, m.ImagesRemoved)
 	return m
 }

@@ -34,18 +34,29 @@ type resolved struct {
 	memMB    int
 }
 
+// imageOf is the image of a template: a named template's, or the template
+// itself, normalized, when it is an image reference (pullable).
+func (m *Manager) imageOf(template string) (image string, pullable bool, err error) {
+	if img, ok := m.cfg.Templates[template]; ok {
+		return img, false, nil
+	}
+	if !strings.ContainsAny(template, "/:") {
+		return "", false, errs.New(errs.KindInvalid, "template_not_found", "unknown template %q", template)
+	}
+	if image, err = normalizeImage(template); err != nil {
+		return "", false, errs.New(errs.KindInvalid, "template_not_found", "template %q is not a valid image reference", template)
+	}
+	return image, true, nil
+}
+
 func (m *Manager) validate(cfg api.SandboxConfig) (resolved, error) {
 	r := resolved{template: cfg.TemplateName()}
 	if r.template == "" {
 		r.template = m.cfg.DefaultTemplate
 	}
-	if img, ok := m.cfg.Templates[r.template]; ok {
-		r.image = img
-	} else if strings.ContainsAny(r.template, "/:") {
-		r.image = r.template // an image reference
-		r.pullable = true
-	} else {
-		return r, errs.New(errs.KindInvalid, "template_not_found", "unknown template %q", r.template)
+	var err error
+	if r.image, r.pullable, err = m.imageOf(r.template); err != nil {
+		return r, err
 	}
 
 	switch {

@@ -161,7 +161,7 @@ func (a *API) create(c *fiber.Ctx) error {
 		a.tracker.Abort(ctx, res)
 		return err
 	}
-	if err := a.withToken(&sb, caller.OrgID(), w); err != nil {
+	if err := a.withToken(&sb, caller, caller.OrgID(), w); err != nil {
 		return err
 	}
 	return c.Status(fiber.StatusCreated).JSON(sb)
@@ -224,12 +224,24 @@ func (a *API) createOn(ctx context.Context, w registry.Worker, cfg api.SandboxCo
 	return pb, err
 }
 
-func (a *API) withToken(sb *api.Sandbox, orgID string, w registry.Worker) error {
-	tok, err := a.tokens.Issue(orgID, sb.SandboxID, w.ID, sb.EndAt)
+// withToken adds the worker's connectURL and a sandbox token for caller to
+// sb. The token carries the caller's data-path scope and key id (revoking
+// the key revokes it) and expires with the sandbox or the key, whichever
+// ends first. A dashboard session gets none: its tokens could not be
+// revoked with it, and the dashboard has no use for the data path.
+func (a *API) withToken(sb *api.Sandbox, caller keyauth.Caller, orgID string, w registry.Worker) error {
+	if !caller.Static && caller.KeyID == "" {
+		return nil
+	}
+	exp := sb.EndAt
+	if caller.KeyExpires != nil && caller.KeyExpires.Before(exp) {
+		exp = *caller.KeyExpires
+	}
+	tok, exp, err := a.tokens.Issue(auth.Grant{OrgID: orgID, SandboxID: sb.SandboxID, WorkerID: w.ID,
+		Scope: caller.DataScope(), KeyID: caller.KeyID, Expires: exp})
 	if err != nil {
 		return errs.Internal("issue sandbox token", err)
 	}
-	exp := sb.EndAt
 	sb.Token, sb.TokenExpiresAt, sb.ConnectURL = tok, &exp, w.HTTPAddr
 	return nil
 }
@@ -327,7 +339,7 @@ func (a *API) get(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := a.withToken(&sb, l.session.OrgID, l.worker); err != nil {
+	if err := a.withToken(&sb, keyauth.CallerOf(c), l.session.OrgID, l.worker); err != nil {
 		return err
 	}
 	return c.JSON(sb)
@@ -338,8 +350,11 @@ func (a *API) refreshToken(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := a.withToken(&sb, l.session.OrgID, l.worker); err != nil {
+	if err := a.withToken(&sb, keyauth.CallerOf(c), l.session.OrgID, l.worker); err != nil {
 		return err
+	}
+	if sb.Token == "" {
+		return errs.NotFound("no_token", "sandbox tokens are issued to API keys")
 	}
 	return c.JSON(TokenResponse{Token: sb.Token, TokenExpiresAt: *sb.TokenExpiresAt, ConnectURL: sb.ConnectURL})
 }

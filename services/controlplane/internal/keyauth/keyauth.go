@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -39,14 +40,25 @@ var _ Keys = (*store.Store)(nil)
 
 // Caller is who made a request.
 type Caller struct {
-	Static bool      // the configured static key: no org, no quota
-	Org    store.Org // zero for the static key
-	KeyID  string
-	Scopes []string
+	Static     bool      // the configured static key: no org, no quota
+	Org        store.Org // zero for the static key
+	KeyID      string
+	Scopes     []string
+	KeyExpires *time.Time // the key's own expiry, if it has one
 }
 
 // OrgID is the caller's org id, "" for the static key.
 func (c Caller) OrgID() string { return c.Org.ID }
+
+// DataScope is what the caller may do on the data path (and so the scope
+// of the sandbox tokens it gets): everything with sandboxes:write (or *)
+// and with the static key, reads only otherwise.
+func (c Caller) DataScope() string {
+	if c.Static || slices.Contains(c.Scopes, ScopeWrite) || slices.Contains(c.Scopes, ScopeAll) {
+		return auth.ScopeFull
+	}
+	return auth.ScopeRead
+}
 
 const localCaller = "caller"
 
@@ -68,14 +80,15 @@ var (
 	errUnknown = errs.New(errs.KindForbidden, "forbidden", "invalid API key")
 	errRevoked = errs.New(errs.KindForbidden, "forbidden", "API key revoked")
 	errExpired = errs.New(errs.KindForbidden, "forbidden", "API key expired")
-	errScope   = errs.New(errs.KindForbidden, "forbidden", "API key lacks the scope for this request")
+	errScope   = errs.New(errs.KindForbidden, "insufficient_scope", "API key lacks the scope for this request")
 )
 
 // Authenticator is the middleware's state.
 type Authenticator struct {
 	log    *slog.Logger
 	static string
-	keys   Keys // nil without PostgreSQL
+	keys   Keys              // nil without PostgreSQL
+	rev    *auth.Revocations // nil: open connections outlive a revocation
 	onFail func(reason string)
 	now    func() time.Time
 }
@@ -89,20 +102,38 @@ func New(log *slog.Logger, static string, keys Keys, onFail func(reason string))
 	return &Authenticator{log: log, static: static, keys: keys, onFail: onFail, now: time.Now}
 }
 
-// Middleware authenticates every request it sees and scopes it to the key's org.
+// EndConnectionsWith makes the requests of a stored key run in a context
+// that rev ends when the key is revoked (combined mode: its streams,
+// watches and terminals close; each new request checks the key anyway).
+func (a *Authenticator) EndConnectionsWith(rev *auth.Revocations) { a.rev = rev }
+
+// Middleware authenticates every request it sees, scopes it to the key's
+// org and records what the key may do on the data path (auth.SetScope).
 func (a *Authenticator) Middleware() fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		caller, err := a.authenticate(c.UserContext(), auth.APIKeyFrom(c))
 		if err != nil {
 			return err
 		}
-		if !caller.Static && !Allowed(caller.Scopes, c.Method()) {
-			a.onFail("scope")
+		if !caller.Static && !Allowed(caller.Scopes, c.Method()) && !isTokenRequest(c) {
+			a.onFail(errScope.Code)
 			return errScope
 		}
 		SetCaller(c, caller)
+		auth.SetScope(c, caller.DataScope(), a.onFail)
+		if a.rev != nil && caller.KeyID != "" {
+			c.SetUserContext(a.rev.Bind(c.UserContext(), caller.KeyID))
+		}
 		return c.Next()
 	}
+}
+
+// isTokenRequest reports a POST /sandboxes/:id/token: a read-only key may
+// renew its (read-only) sandbox token, though it posts.
+func isTokenRequest(c *fiber.Ctx) bool {
+	rest, ok := strings.CutPrefix(c.Path(), "/sandboxes/")
+	id, tail, _ := strings.Cut(rest, "/")
+	return ok && c.Method() == fiber.MethodPost && id != "" && tail == "token"
 }
 
 // Valid reports whether a request carries a valid key, without refusing it
@@ -161,7 +192,7 @@ func (a *Authenticator) authenticate(ctx context.Context, key string) (Caller, e
 	if owner.Key.LastUsed == nil || a.now().Sub(*owner.Key.LastUsed) > time.Minute {
 		go a.touch(context.WithoutCancel(ctx), owner.Key.ID)
 	}
-	return Caller{Org: owner.Org, KeyID: owner.Key.ID, Scopes: owner.Key.Scopes}, nil
+	return Caller{Org: owner.Org, KeyID: owner.Key.ID, Scopes: owner.Key.Scopes, KeyExpires: owner.Key.ExpiresAt}, nil
 }
 
 func (a *Authenticator) touch(ctx context.Context, id string) {

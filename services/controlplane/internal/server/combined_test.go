@@ -209,6 +209,9 @@ func TestErrors(t *testing.T) {
 	wantError(t, resp, body, 400, "invalid_argument")
 	resp, body = s.do(t, "POST", "/sandboxes", strings.NewReader(`{"templateID": "nope"}`))
 	wantError(t, resp, body, 400, "template_not_found")
+	// No registries by default: an image reference is not pulled.
+	resp, body = s.do(t, "POST", "/sandboxes", strings.NewReader(`{"templateID": "python:3.12"}`))
+	wantError(t, resp, body, 403, "registry_not_allowed")
 	resp, body = s.do(t, "POST", "/sandboxes/"+id+"/commands", strings.NewReader(`not json`))
 	wantError(t, resp, body, 400, "invalid_argument")
 	resp, body = s.do(t, "POST", "/sandboxes/"+id+"/commands", strings.NewReader(`{"cmd": ""}`))

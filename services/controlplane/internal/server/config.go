@@ -4,12 +4,14 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"time"
 
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/keyauth"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/registry"
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/config"
@@ -66,6 +68,16 @@ type Config struct {
 	WorkOSAPIURL   string
 	PublicURL      string // the control plane as browsers reach it
 	PersonalOrgs   bool   // new users outside any WorkOS organization get an org of their own
+
+	// RevocationInterval is how often the list of revoked API keys is read
+	// from PostgreSQL and announced (to workers; in combined mode to the
+	// process itself); 0 means keyauth.DefaultRevocationInterval.
+	RevocationInterval time.Duration
+}
+
+// revocationInterval is RevocationInterval or its default.
+func (c Config) revocationInterval() time.Duration {
+	return cmp.Or(c.RevocationInterval, keyauth.DefaultRevocationInterval)
 }
 
 // dashboard reports whether the web dashboard is configured.
@@ -85,30 +97,31 @@ func (c Config) eventStream() natsx.StreamPolicy {
 func LoadConfig() (Config, error) {
 	e := &config.Env{}
 	c := Config{
-		Mode:             e.String("OPENSANDBOX_MODE", ModeCombined),
-		Addr:             net.JoinHostPort(e.String("OPENSANDBOX_HOST", "127.0.0.1"), e.String("OPENSANDBOX_PORT", "8080")),
-		APIKey:           e.String("OPENSANDBOX_API_KEY", ""),
-		MetricsToken:     e.String("OPENSANDBOX_METRICS_TOKEN", ""),
-		LogLevel:         e.String("OPENSANDBOX_LOG_LEVEL", "info"),
-		PodmanURI:        e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
-		OCIRuntime:       e.String("OPENSANDBOX_OCI_RUNTIME", ""),
-		MaxUpload:        e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
-		Sandbox:          sandbox.ConfigFromEnv(e),
-		DatabaseURL:      e.String("DATABASE_URL", ""),
-		Migrate:          e.Bool("OPENSANDBOX_MIGRATE", true),
-		RunSyncer:        e.Bool("OPENSANDBOX_RUN_SYNCER", true),
-		EventsMaxBytes:   e.Int64("OPENSANDBOX_EVENTS_MAX_BYTES", natsx.DefaultEventsMaxBytes),
-		EventsPerMessage: e.Int("OPENSANDBOX_EVENTS_PER_MESSAGE", publisher.DefaultEventsPerMessage),
-		NATSURL:          e.String("NATS_URL", ""),
-		JWTSecret:        e.String("OPENSANDBOX_JWT_SECRET", ""),
-		WorkerSecret:     e.String("OPENSANDBOX_WORKER_SECRET", ""),
-		DefaultRegion:    e.String("OPENSANDBOX_DEFAULT_REGION", "local"),
-		WorkOSClientID:   e.String("WORKOS_CLIENT_ID", ""),
-		WorkOSAPIKey:     e.String("WORKOS_API_KEY", ""),
-		WorkOSAPIURL:     e.String("WORKOS_API_URL", "https://api.workos.com"),
-		PublicURL:        e.String("OPENSANDBOX_PUBLIC_URL", ""),
-		PersonalOrgs:     e.Bool("OPENSANDBOX_DASHBOARD_PERSONAL_ORGS", false),
-		StaleAfter:       e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
+		Mode:               e.String("OPENSANDBOX_MODE", ModeCombined),
+		Addr:               net.JoinHostPort(e.String("OPENSANDBOX_HOST", "127.0.0.1"), e.String("OPENSANDBOX_PORT", "8080")),
+		APIKey:             e.String("OPENSANDBOX_API_KEY", ""),
+		MetricsToken:       e.String("OPENSANDBOX_METRICS_TOKEN", ""),
+		LogLevel:           e.String("OPENSANDBOX_LOG_LEVEL", "info"),
+		PodmanURI:          e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
+		OCIRuntime:         e.String("OPENSANDBOX_OCI_RUNTIME", ""),
+		MaxUpload:          e.Int64("OPENSANDBOX_MAX_UPLOAD_BYTES", 10<<30),
+		Sandbox:            sandbox.ConfigFromEnv(e),
+		DatabaseURL:        e.String("DATABASE_URL", ""),
+		Migrate:            e.Bool("OPENSANDBOX_MIGRATE", true),
+		RunSyncer:          e.Bool("OPENSANDBOX_RUN_SYNCER", true),
+		EventsMaxBytes:     e.Int64("OPENSANDBOX_EVENTS_MAX_BYTES", natsx.DefaultEventsMaxBytes),
+		EventsPerMessage:   e.Int("OPENSANDBOX_EVENTS_PER_MESSAGE", publisher.DefaultEventsPerMessage),
+		NATSURL:            e.String("NATS_URL", ""),
+		JWTSecret:          e.String("OPENSANDBOX_JWT_SECRET", ""),
+		WorkerSecret:       e.String("OPENSANDBOX_WORKER_SECRET", ""),
+		DefaultRegion:      e.String("OPENSANDBOX_DEFAULT_REGION", "local"),
+		WorkOSClientID:     e.String("WORKOS_CLIENT_ID", ""),
+		WorkOSAPIKey:       e.String("WORKOS_API_KEY", ""),
+		WorkOSAPIURL:       e.String("WORKOS_API_URL", "https://api.workos.com"),
+		PublicURL:          e.String("OPENSANDBOX_PUBLIC_URL", ""),
+		PersonalOrgs:       e.Bool("OPENSANDBOX_DASHBOARD_PERSONAL_ORGS", false),
+		StaleAfter:         e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
+		RevocationInterval: e.Duration("OPENSANDBOX_REVOCATION_INTERVAL", keyauth.DefaultRevocationInterval),
 		GRPCTLS: grpcx.TLSFiles{
 			Cert: e.String("OPENSANDBOX_GRPC_TLS_CERT", ""),
 			Key:  e.String("OPENSANDBOX_GRPC_TLS_KEY", ""),
@@ -134,6 +147,9 @@ func (c Config) Validate() error {
 	}
 	if c.EventsPerMessage < 0 || c.EventsPerMessage > 1000 {
 		return errors.New("OPENSANDBOX_EVENTS_PER_MESSAGE must be between 1 and 1000")
+	}
+	if c.RevocationInterval < 0 || c.RevocationInterval > keyauth.MaxRevocationInterval {
+		return fmt.Errorf("OPENSANDBOX_REVOCATION_INTERVAL must be between 0 (the default, %s) and %s", keyauth.DefaultRevocationInterval, keyauth.MaxRevocationInterval)
 	}
 	if c.dashboard() {
 		if err := c.checkDashboard(); err != nil {

@@ -21,10 +21,12 @@ import (
 )
 
 // startCombinedPG is a combined server with PostgreSQL: stored API keys,
-// quotas and session rows, plus the static key.
+// quotas and session rows, plus the static key; revoked keys are read every
+// half second.
 func startCombinedPG(t *testing.T) (*stack, *store.Store) {
 	t.Helper()
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	st, err := store.Open(ctx, pgtest.NewDatabase(t), true)
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +36,7 @@ func startCombinedPG(t *testing.T) (*stack, *store.Store) {
 	cfg := Config{Mode: ModeCombined, APIKey: "static-admin-key", MaxUpload: 1 << 30, Sandbox: sandboxtest.Config(t)}
 	reg := obs.NewRegistry()
 	pg := newPGParts(sandboxtest.Logger(t), reg, st, cfg)
+	pg.followRevocations(ctx, sandboxtest.Logger(t), reg, 500*time.Millisecond)
 	cfg.Sandbox.OnDestroy = pg.tracker.Destroyed
 	mgr := sandboxtest.Manager(t, rt, cfg.Sandbox)
 	a := newCombinedApp(sandboxtest.Logger(t), reg, mgr, cfg, pg, nil)

@@ -68,6 +68,7 @@ func runCombined(ctx context.Context, log *slog.Logger, cfg Config) error {
 		}
 		defer st.Close()
 		pg = newPGParts(log, reg, st, cfg)
+		pg.followRevocations(ctx, log, reg, cfg.revocationInterval())
 		cfg.Sandbox.OnDestroy = pg.tracker.Destroyed
 		go sweepSessions(ctx, log, st)
 		if cfg.RunSyncer {
@@ -105,6 +106,20 @@ func (pg *pgParts) mountDashboard(app *fiber.App, lifecycle func(fiber.Router)) 
 	if pg != nil && pg.dash != nil {
 		pg.dash.Mount(app, pg.tracker.Handler(), lifecycle)
 	}
+}
+
+// followRevocations makes the requests of a key that gets revoked end
+// (combined mode: streams, watches and terminals close; new requests check
+// the key in PostgreSQL anyway), from the list of revoked keys read every
+// interval until ctx ends.
+func (pg *pgParts) followRevocations(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, interval time.Duration) {
+	rev := auth.NewRevocations(nil)
+	pg.authn.EndConnectionsWith(rev)
+	ann := keyauth.NewAnnouncer(log, reg, pg.st, interval, func(l auth.RevocationList) error {
+		rev.Apply(l)
+		return nil
+	})
+	go ann.Run(ctx)
 }
 
 func newPGParts(log *slog.Logger, reg prometheus.Registerer, st *store.Store, cfg Config) *pgParts {

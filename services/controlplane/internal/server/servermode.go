@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/cluster"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/keyauth"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/placement"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/registry"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/store"
@@ -97,6 +99,10 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 	go workers.Run(ctx, time.Second)
 	go recordWorkers(ctx, log, st, workers)
 
+	if err := announceRevocations(ctx, log, reg, st, nc, cfg.revocationInterval()); err != nil {
+		return nil, err
+	}
+
 	capi := cluster.New(log, cluster.Config{DefaultRegion: cfg.DefaultRegion}, pg.tracker, st, workers, pool, tokens,
 		placement.New(placement.DefaultK, uint64(time.Now().UnixNano())), cluster.NewMetrics(reg))
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
@@ -118,6 +124,27 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 	keyed.Get("/sessions", pg.tracker.Handler())
 	capi.Mount(keyed)
 	return app, nil
+}
+
+// announceRevocations sends the list of revoked API keys to the workers
+// every interval and whenever one asks, until ctx ends.
+func announceRevocations(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, st *store.Store, nc *nats.Conn, interval time.Duration) error {
+	ann := keyauth.NewAnnouncer(log, reg, st, interval, func(l auth.RevocationList) error {
+		b, err := json.Marshal(l)
+		if err != nil {
+			return err
+		}
+		return nc.Publish(natsx.KeysRevokedSubj, b)
+	})
+	sub, err := nc.Subscribe(natsx.KeysRevokedSyncSubj, func(*nats.Msg) { ann.Ask() })
+	if err != nil {
+		return fmt.Errorf("subscribe to revocation-list requests: %w", err)
+	}
+	go func() {
+		ann.Run(ctx)
+		sub.Unsubscribe()
+	}()
+	return nil
 }
 
 // reconcileWorker runs when a worker joins the registry (new, back after

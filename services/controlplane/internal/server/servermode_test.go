@@ -52,7 +52,7 @@ func TestServerModeTwoRegions(t *testing.T) {
 		if _, err := tc.w.mgr.Get(context.Background(), tc.sb.SandboxID); err != nil {
 			t.Fatalf("sandbox %s is not on worker %s: %v", tc.sb.SandboxID, tc.w.id, err)
 		}
-		if !tc.sb.TokenExpiresAt.Equal(tc.sb.EndAt) {
+		if d := tc.sb.EndAt.Sub(*tc.sb.TokenExpiresAt); d < 0 || d >= time.Second {
 			t.Fatalf("token expires %s, sandbox ends %s", tc.sb.TokenExpiresAt, tc.sb.EndAt)
 		}
 	}
@@ -96,11 +96,11 @@ func TestServerModeTwoRegions(t *testing.T) {
 	wantError(t, resp, body, 401, "unauthenticated")
 	// After expiry: 401 token_expired (signed by the cluster's secret).
 	tokens, _ := auth.NewSandboxTokens(testJWTSecret)
-	old, _ := tokens.Issue(c.org.ID, inUS.SandboxID, us.id, time.Now().Add(-time.Second))
+	old, _, _ := tokens.Issue(auth.Grant{OrgID: c.org.ID, SandboxID: inUS.SandboxID, WorkerID: us.id, Scope: auth.ScopeFull, Expires: time.Now().Add(-time.Second)})
 	resp, body = w.do(t, "POST", "/sandboxes/"+inUS.SandboxID+"/commands", strings.NewReader(`{"cmd":"true"}`), bearer(old)...)
 	wantError(t, resp, body, 401, "token_expired")
 	forged, _ := auth.NewSandboxTokens("some-other-secret-123456")
-	bad, _ := forged.Issue(c.org.ID, inUS.SandboxID, us.id, time.Now().Add(time.Minute))
+	bad, _, _ := forged.Issue(auth.Grant{OrgID: c.org.ID, SandboxID: inUS.SandboxID, WorkerID: us.id, Scope: auth.ScopeFull, Expires: time.Now().Add(time.Minute)})
 	resp, body = w.do(t, "POST", "/sandboxes/"+inUS.SandboxID+"/commands", strings.NewReader(`{"cmd":"true"}`), bearer(bad)...)
 	wantError(t, resp, body, 403, "forbidden")
 
@@ -144,7 +144,7 @@ func TestServerModeTwoRegions(t *testing.T) {
 
 	// The registry (internal addresses) is for admin-scoped keys only.
 	resp, body = c.cp.do(t, "GET", "/workers", nil)
-	wantError(t, resp, body, 403, "forbidden")
+	wantError(t, resp, body, 403, "insufficient_scope")
 	var workers []map[string]any
 	c.admin.json(t, "GET", "/workers", nil, 200, &workers)
 	if len(workers) != 2 || workers[0]["region"] != "eu" || workers[1]["region"] != "us" {
@@ -183,6 +183,8 @@ func TestServerModeTwoRegions(t *testing.T) {
 	// A worker's own refusal passes through.
 	resp, body = c.cp.do(t, "POST", "/sandboxes", strings.NewReader(`{"template":"nope","region":"us"}`))
 	wantError(t, resp, body, 400, "template_not_found")
+	resp, body = c.cp.do(t, "POST", "/sandboxes", strings.NewReader(`{"template":"registry.example.com/x:1","region":"us"}`))
+	wantError(t, resp, body, 403, "registry_not_allowed")
 	if n := counter(t, c.reg, "opensandbox_placement_decisions_total", map[string]string{"result": "placed"}); n != 3 {
 		t.Errorf("placed decisions %v, want 3", n)
 	}
@@ -264,7 +266,7 @@ func TestServerModeQuotaKeysAndOrgs(t *testing.T) {
 	reader := &stack{url: c.cp.url, key: newKey(t, c.st, small, func(k *store.APIKey) { k.Scopes = []string{"sandboxes:read"} })}
 	reader.json(t, "GET", "/sandboxes", nil, 200, nil)
 	resp, body = reader.do(t, "POST", "/sandboxes", strings.NewReader(`{}`))
-	wantError(t, resp, body, 403, "forbidden")
+	wantError(t, resp, body, 403, "insufficient_scope")
 	sk.json(t, "GET", "/sandboxes", nil, 200, nil)
 	if _, err := c.st.RevokeKey(ctx, store.VisiblePrefix(smallKey)); err != nil {
 		t.Fatal(err)
@@ -375,8 +377,9 @@ func (s staticCreds) GetRequestMetadata(context.Context, ...string) (map[string]
 func (staticCreds) RequireTransportSecurity() bool { return false }
 
 // In server mode the dashboard's sandbox routes go through placement to a
-// worker, for the signed-in user's org (the create answers the sandbox's
-// connectURL and token, as to an API key of the org).
+// worker, for the signed-in user's org. The answers carry no sandbox token:
+// one could not be revoked with the session, and the dashboard has no use
+// for the data path.
 func TestServerModeDashboardSandboxes(t *testing.T) {
 	c := startCluster(t, func(cfg *Config) {
 		cfg.WorkOSClientID, cfg.WorkOSAPIKey = "client_01", "sk_test"
@@ -400,8 +403,8 @@ func TestServerModeDashboardSandboxes(t *testing.T) {
 		t.Fatalf("create from the dashboard: %d %s", resp.StatusCode, body)
 	}
 	decode(t, body, &sb)
-	if sb.WorkerID != w.id || sb.Token == "" || sb.ConnectURL != w.url {
-		t.Fatalf("dashboard create answered %+v: want it on %s with its connectURL and token", sb, w.id)
+	if sb.WorkerID != w.id || sb.Token != "" || sb.ConnectURL != "" {
+		t.Fatalf("dashboard create answered %+v: want it on %s without connectURL and token", sb, w.id)
 	}
 	if org, _ := w.mgr.OrgOf(sb.SandboxID); org != c.org.ID {
 		t.Fatalf("sandbox org %q, want %q", org, c.org.ID)

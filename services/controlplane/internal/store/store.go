@@ -221,6 +221,29 @@ func (s *Store) RevokeKey(ctx context.Context, idOrPrefix string) (APIKey, error
 	return k, err
 }
 
+// RevokedKey is a key revoked a while ago.
+type RevokedKey struct {
+	ID  string
+	Ago time.Duration // since its revocation
+}
+
+// RevokedKeys lists the keys revoked within the last window (what workers
+// must know to refuse the sandbox tokens minted for them).
+func (s *Store) RevokedKeys(ctx context.Context, window time.Duration) ([]RevokedKey, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id::text, (extract(epoch FROM now() - revoked_at) * 1000)::bigint FROM api_keys
+		WHERE revoked_at IS NOT NULL AND revoked_at > now() - make_interval(secs => $1)`, window.Seconds())
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (RevokedKey, error) {
+		var k RevokedKey
+		var ms int64
+		err := r.Scan(&k.ID, &ms)
+		k.Ago = time.Duration(ms) * time.Millisecond
+		return k, err
+	})
+}
+
 // ListKeys lists an org's keys, newest first.
 func (s *Store) ListKeys(ctx context.Context, orgID string) ([]APIKey, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyCols+` FROM api_keys k WHERE k.org_id = $1 ORDER BY k.created_at DESC`, orgID)

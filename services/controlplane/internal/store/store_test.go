@@ -85,6 +85,18 @@ func TestKeys(t *testing.T) {
 	if err != nil || len(keys) != 1 || keys[0].RevokedAt == nil {
 		t.Fatalf("list: %+v %v", keys, err)
 	}
+	// Revoked keys are listed for workers while their tokens may live;
+	// one revoked long ago is not.
+	revoked, err := st.RevokedKeys(ctx, time.Hour)
+	if err != nil || len(revoked) != 1 || revoked[0].ID != k.ID || revoked[0].Ago < 0 || revoked[0].Ago > time.Minute {
+		t.Fatalf("revoked keys: %+v %v", revoked, err)
+	}
+	if _, err := st.Pool().Exec(ctx, `UPDATE api_keys SET revoked_at = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	if revoked, err := st.RevokedKeys(ctx, time.Hour); err != nil || len(revoked) != 0 {
+		t.Fatalf("a key revoked 2 h ago is listed for a 1 h window: %+v %v", revoked, err)
+	}
 	if VisiblePrefix("test-key") != "test" {
 		t.Fatalf("short key prefix %q", VisiblePrefix("test-key"))
 	}
