@@ -140,6 +140,10 @@ func TestMemoryBombKillsOnlyTheCommand(t *testing.T) {
 	srv := startServer(t)
 	c := load.NewClient(srv.URL, srv.APIKey, 4)
 	sbx := newSandbox(t, c, "busybox")
+	// The kernel picks what the agent starts before the agent.
+	if res := mustRun(t, sbx, "cat /proc/1/oom_score_adj /proc/self/oom_score_adj"); res.Stdout != "0\n1000\n" {
+		t.Fatalf("OOM scores of the agent and of a command: %q, want 0 and 1000", res.Stdout)
+	}
 	res := mustRun(t, sbx, "dd if=/dev/zero of=/dev/null bs=700M count=1")
 	if res.ExitCode != 137 || !res.OOMKilled {
 		t.Fatalf("memory bomb: exit %d, oomKilled %v, stderr %q", res.ExitCode, res.OOMKilled, res.Stderr)

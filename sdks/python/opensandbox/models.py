@@ -123,6 +123,8 @@ class CommandResult:
     stderr_truncated: bool = False
     duration_ms: Optional[int] = None
     pid: Optional[int] = None
+    oom_killed: bool = False
+    """The sandbox ran out of memory and the kernel killed the command (exit code 137)."""
 
     @property
     def ok(self) -> bool:
@@ -139,6 +141,7 @@ class CommandResult:
             stdout_truncated=bool(d.get("stdoutTruncated")),
             stderr_truncated=bool(d.get("stderrTruncated")),
             duration_ms=d.get("durationMs"),
+            oom_killed=bool(d.get("oomKilled")),
         )
 
 

@@ -32,6 +32,12 @@ def test_run_timeout_kills_the_command(sbx):
     assert (r.exit_code, r.timed_out) == (124, True)
 
 
+def test_out_of_memory_kills_only_the_command(sbx):
+    r = sbx.commands.run("dd if=/dev/zero of=/dev/null bs=700M count=1")
+    assert (r.exit_code, r.oom_killed) == (137, True)
+    assert sbx.commands.run("echo alive").stdout == "alive\n"
+
+
 def test_missing_executable_is_127(sbx):
     assert sbx.commands.run("no-such-program-xyz").exit_code == 127
 

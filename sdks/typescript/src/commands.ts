@@ -14,6 +14,8 @@ export interface CommandResult {
   stderrTruncated?: boolean;
   /** Run time on the server (non-streamed runs). */
   durationMs?: number;
+  /** The sandbox ran out of memory and the kernel killed the command (exit code 137; non-streamed runs). */
+  oomKilled?: boolean;
 }
 
 export interface CommandOptions {

@@ -15,6 +15,13 @@ test("run answers exit code, stdout and stderr", async () => {
   assert.equal(r.stderr, "err\n");
 });
 
+test("a command that runs the sandbox out of memory is the one killed", async () => {
+  const r = await sbx.commands.run("dd if=/dev/zero of=/dev/null bs=700M count=1");
+  assert.equal(r.exitCode, 137);
+  assert.equal(r.oomKilled, true);
+  assert.equal((await sbx.commands.run("echo alive")).stdout, "alive\n");
+});
+
 test("run with args, envs, cwd and stdin", async () => {
   const argv = await sbx.commands.run("printf", { args: ["%s|", "a b", "$HOME"] });
   assert.equal(argv.stdout, "a b|$HOME|", "args are argv, not shell words");

@@ -23,8 +23,10 @@ func TestImageEntrypointIsReplacedByTheAgent(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("podman", "rmi", "-f", ref).Run() })
 
-	m := sandboxtest.Manager(t, sandboxtest.Runtime(t), sandboxtest.Config(t))
-	sb, err := m.Create(context.Background(), api.SandboxConfig{TemplateID: ref}, sandbox.CreateOptions{})
+	cfg := sandboxtest.Config(t)
+	cfg.Templates["entrypoint"] = ref // an operator's template: no pull involved
+	m := sandboxtest.Manager(t, sandboxtest.Runtime(t), cfg)
+	sb, err := m.Create(context.Background(), api.SandboxConfig{TemplateID: "entrypoint"}, sandbox.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create from an image with an ENTRYPOINT: %v", err)
 	}

@@ -135,6 +135,8 @@ func (c Config) Validate() error {
 		return errors.New("image GC age must not be negative")
 	case c.MaxExecs <= 0:
 		return errors.New("max execs must be positive")
+	case c.MaxOutput <= 0 || c.MaxOutput > 64<<20:
+		return errors.New("max output must be between 1 byte and 64 MiB")
 	case c.MaxSandboxStreams <= 0 || c.MaxStreams < c.MaxSandboxStreams:
 		return errors.New("streams: need 0 < per sandbox <= per worker")
 	case c.ReconcileInterval <= 0:

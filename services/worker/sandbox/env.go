@@ -31,6 +31,7 @@ func ConfigFromEnv(e *config.Env) Config {
 	c.PullTimeout = e.Duration("OPENSANDBOX_PULL_TIMEOUT", c.PullTimeout)
 	c.ImageGCAfter = e.Duration("OPENSANDBOX_IMAGE_GC_AFTER", c.ImageGCAfter)
 	c.MaxExecs = e.Int("OPENSANDBOX_MAX_EXECS", c.MaxExecs)
+	c.MaxOutput = e.Int("OPENSANDBOX_MAX_OUTPUT", c.MaxOutput)
 	c.MaxSandboxStreams = e.Int("OPENSANDBOX_MAX_SANDBOX_STREAMS", c.MaxSandboxStreams)
 	c.MaxStreams = e.Int("OPENSANDBOX_MAX_STREAMS", c.MaxStreams)
 	c.ReconcileInterval = e.Duration("OPENSANDBOX_RECONCILE_INTERVAL", c.ReconcileInterval)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +36,7 @@ func (r *Reaper) Start(argv0 string, argv []string, attr *syscall.ProcAttr) (int
 	if err != nil {
 		return 0, nil, err
 	}
+	preferForOOM(pid)
 	ch := make(chan syscall.WaitStatus, 1)
 	r.waiters[pid] = ch
 	return pid, ch, nil
@@ -100,4 +102,21 @@ func ExitCode(ws syscall.WaitStatus) int {
 	default:
 		return -1
 	}
+}
+
+// preferForOOM makes a child the OOM killer's first choice over the agent:
+// at oom_score_adj 1000 its badness is at least the whole memory, more
+// than the agent's own use can be, so a sandbox out of memory loses the
+// command that filled it and never its PID 1. Raising a score needs no
+// privilege (lowering the agent's would need CAP_SYS_RESOURCE, which hosts
+// like our CI's lack). A child that forks within the microseconds before
+// this write leaves its own children at the default; that can only put
+// its own sandbox at risk.
+func preferForOOM(pid int) {
+	f, err := os.OpenFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	f.WriteString("1000")
+	f.Close()
 }
