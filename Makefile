@@ -81,7 +81,7 @@ proto: ## regenerate the gRPC code of services/shared/proto (pinned generators)
 test: bootstrap test-deps build test-go test-sdks ## run the whole test suite against real Podman
 
 .PHONY: test-deps
-test-deps: ## what only the tests need (Chromium, PostgreSQL, a registry, protoc), installed when missing
+test-deps: ## what only the tests need (Chromium, PostgreSQL, a registry, protoc, ansible-lint), installed when missing
 	@scripts/test-deps.sh
 
 .PHONY: test-go

@@ -75,7 +75,7 @@ func (tk task) notifies() []string {
 
 // secretVars are the variables holding secrets; a task that renders them
 // must not log.
-var secretVars = regexp.MustCompile(`\b(consul_gossip_key|nomad_gossip_key|consul_server_key_pem|nomad_agent_key_pem|consul_agent_token|nomad_consul_token)\b`)
+var secretVars = regexp.MustCompile(`\b(consul_gossip_key|nomad_gossip_key|consul_server_key_pem|nomad_agent_key_pem|consul_agent_token|nomad_consul_token|consul_dns_token)\b`)
 
 // checkTasks returns what is wrong with a role's task list: unnamed tasks,
 // modules not named by their fully qualified name, command/shell tasks that
