@@ -70,8 +70,8 @@ type BuildOptions struct {
 // Release is a built release on disk.
 type Release struct {
 	Version string
-	Tarball string // path
-	SHA256  string // hex of the tarball
+	Tarball string            // path
+	SHA256  string            // hex of the tarball
 	Images  map[string]string // image name -> path of its tarball (docker save format)
 }
 

@@ -239,11 +239,11 @@ var (
 // operatorWrites are the Nomad variables written outside the bootstrap
 // script, each by a documented required step.
 var operatorWrites = map[string]string{
-	"opensandbox/database":                 "docs/deploy.md: the PostgreSQL URL",
-	"nomad/jobs/nats":                      "opensandbox-server admin nats-credentials",
-	"nomad/jobs/opensandbox-controlplane":  "opensandbox-server admin nats-credentials",
-	"nomad/jobs/opensandbox-worker":        "opensandbox-server admin nats-credentials",
-	"nomad/jobs/opensandbox-syncer":        "opensandbox-server admin nats-credentials",
+	"opensandbox/database":                "docs/deploy.md: the PostgreSQL URL",
+	"nomad/jobs/nats":                     "opensandbox-server admin nats-credentials",
+	"nomad/jobs/opensandbox-controlplane": "opensandbox-server admin nats-credentials",
+	"nomad/jobs/opensandbox-worker":       "opensandbox-server admin nats-credentials",
+	"nomad/jobs/opensandbox-syncer":       "opensandbox-server admin nats-credentials",
 }
 
 // requiredVars are the Nomad variables a region always has: written by
@@ -288,10 +288,10 @@ func checkTemplateVars(j *nomadJob, c nomadContext, required map[string]bool) []
 // imageUsers are the users the deployment's images run as. Our own images
 // (make release) run as the release tool's imageUser.
 var imageUsers = map[string]string{
-	"docker.io/prom/prometheus":       "65534",
-	"docker.io/prom/alertmanager":     "65534",
-	"docker.io/grafana/grafana-oss":   "472",
-	"docker.io/library/nats":          "0",
+	"docker.io/prom/prometheus":         "65534",
+	"docker.io/prom/alertmanager":       "65534",
+	"docker.io/grafana/grafana-oss":     "472",
+	"docker.io/library/nats":            "0",
 	"gcr.io/distroless/static-debian12": "65532",
 }
 
