@@ -81,7 +81,7 @@ proto: ## regenerate the gRPC code of services/shared/proto (pinned generators)
 test: bootstrap test-deps build test-go test-sdks ## run the whole test suite against real Podman
 
 .PHONY: test-deps
-test-deps: ## what only the tests need (Chromium, PostgreSQL, a registry, protoc), installed when missing
+test-deps: ## what only the tests need (Chromium, PostgreSQL, a registry, protoc, ansible-lint), installed when missing
 	@scripts/test-deps.sh
 
 .PHONY: test-go
@@ -104,6 +104,19 @@ SOAK_DURATION ?= 10m
 .PHONY: soak
 soak: bootstrap build test-deps ## $(SOAK_DURATION) of mixed load with faults (server SIGKILL, Podman restart, agent kill, NATS down), then the accounting
 	go run ./services/e2e/cmd/osb-soak -duration $(SOAK_DURATION)
+
+# A release: static binaries in opensandbox_$(VERSION)_linux_amd64.tar.gz with
+# its .sha256, and the control plane's and syncer's images, under dist/;
+# uploaded to every region in RELEASE_TARGETS ("region=bucket,registry ...",
+# from `terraform output release_target` of each region; docs/deploy.md).
+RELEASE_TARGETS ?=
+.PHONY: release
+release: ## VERSION=v… build a release into dist/ and upload it to RELEASE_TARGETS (S3 + ECR)
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=v0.1.0 [RELEASE_TARGETS='us-east-1=bucket,registry ...']" >&2; exit 1; }
+	go run ./scripts/release build -version $(VERSION) -out dist
+	@if [ -n "$(RELEASE_TARGETS)" ]; then \
+		go run ./scripts/release upload -version $(VERSION) -dist dist $(foreach t,$(RELEASE_TARGETS),-target $(t)); \
+	else echo "RELEASE_TARGETS is empty: built into dist/, nothing uploaded"; fi
 
 .PHONY: lint
 lint: ## gofmt and go vet

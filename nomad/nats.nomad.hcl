@@ -139,7 +139,11 @@ job "nats" {
         change_mode   = "signal"
         change_signal = "SIGHUP"
         data          = <<-EOT
-          server_name: "{{ env "node.unique.name" }}"
+          # Stable across host replacement: the allocation index (0-2) is
+          # reused by the replacement allocation, so JetStream sees the same
+          # peer come back (and catches it up) instead of a new one beside a
+          # dead one. docs/deploy.md, "NATS peers".
+          server_name: "nats-{{ env "NOMAD_ALLOC_INDEX" }}"
           listen: "0.0.0.0:{{ env "NOMAD_PORT_client" }}"
           http: "0.0.0.0:{{ env "NOMAD_PORT_monitor" }}"
           lame_duck_duration: "20s"

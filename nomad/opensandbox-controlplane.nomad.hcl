@@ -15,25 +15,14 @@ variable "datacenters" {
   default     = ["*"]
 }
 
-variable "release_version" {
-  description = "Release to run, e.g. v0.1.0."
+variable "image" {
+  description = "The control plane's image of that release, pinned by digest: <registry>/controlplane@sha256:... (make release prints it)."
   type        = string
-}
 
-variable "release_sha256" {
-  description = "SHA-256 of the release tarball."
-  type        = string
-}
-
-variable "release_bucket" {
-  description = "S3 bucket holding the release tarballs."
-  type        = string
-}
-
-variable "base_image" {
-  description = "Image the static binary runs in (it needs only CA certificates for TLS to PostgreSQL). Mirror it to a private registry if hosts cannot pull from the public one."
-  type        = string
-  default     = "gcr.io/distroless/static-debian12:nonroot"
+  validation {
+    condition     = can(regex("@sha256:[0-9a-f]{64}$", var.image))
+    error_message = "image must be pinned by digest (...@sha256:<64 hex>)."
+  }
 }
 
 variable "replicas" {
@@ -117,17 +106,8 @@ job "opensandbox-controlplane" {
       # closes NATS and the PostgreSQL pool.
       kill_timeout = "15s"
 
-      artifact {
-        source      = "s3::https://s3.${var.region}.amazonaws.com/${var.release_bucket}/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"
-        destination = "local/"
-        options {
-          checksum = "sha256:${var.release_sha256}"
-        }
-      }
-
       config {
-        image           = var.base_image
-        command         = "/local/opensandbox-server"
+        image           = var.image
         network_mode    = "host"
         readonly_rootfs = true
         cap_drop        = ["ALL"]
@@ -143,6 +123,36 @@ job "opensandbox-controlplane" {
         # The opensandbox-syncer job consumes the event stream, so the API's
         # capacity does not depend on PostgreSQL write load.
         OPENSANDBOX_RUN_SYNCER = "false"
+        # Mutual TLS to the workers: this client certificate, the workers'
+        # own (public ACME) certificates verified against the system roots
+        # for the names the control plane dials.
+        OPENSANDBOX_GRPC_TLS_CERT = "${NOMAD_SECRETS_DIR}/grpc-client.pem"
+        OPENSANDBOX_GRPC_TLS_KEY  = "${NOMAD_SECRETS_DIR}/grpc-client-key.pem"
+      }
+
+      # The gRPC client certificate (Nomad variable opensandbox/grpc, written
+      # by scripts/bootstrap-region.sh). Read by the process itself, so owned
+      # by the image's user (65532, scripts/release).
+      template {
+        destination = "secrets/grpc-client.pem"
+        change_mode = "noop" # re-read per handshake
+        uid         = 65532
+        gid         = 65532
+        perms       = "0400"
+        data        = <<-EOT
+          {{- with nomadVar "opensandbox/grpc" }}{{ .client_cert_pem }}{{ end -}}
+        EOT
+      }
+
+      template {
+        destination = "secrets/grpc-client-key.pem"
+        change_mode = "noop"
+        uid         = 65532
+        gid         = 65532
+        perms       = "0400"
+        data        = <<-EOT
+          {{- with nomadVar "opensandbox/grpc" }}{{ .client_key_pem }}{{ end -}}
+        EOT
       }
 
       template {
@@ -161,11 +171,14 @@ job "opensandbox-controlplane" {
           {{- with nomadVar "opensandbox/metrics" }}
           OPENSANDBOX_METRICS_TOKEN={{ .token | toJSON }}
           {{- end }}
-          {{- /* The web dashboard, only where the variable exists (docs/deploy.md). */}}
+          {{- /* The web dashboard, only where the variable exists: nomadVar
+               on a missing path blocks the template (and the task) forever. */}}
+          {{- if nomadVarExists "opensandbox/workos" }}
           {{- with nomadVar "opensandbox/workos" }}
           WORKOS_CLIENT_ID={{ .client_id | toJSON }}
           WORKOS_API_KEY={{ .api_key | toJSON }}
           OPENSANDBOX_PUBLIC_URL={{ .public_url | toJSON }}
+          {{- end }}
           {{- end }}
         EOT
       }

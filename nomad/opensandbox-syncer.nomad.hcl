@@ -18,25 +18,14 @@ variable "datacenters" {
   default     = ["*"]
 }
 
-variable "release_version" {
-  description = "Release to run, e.g. v0.1.0."
+variable "image" {
+  description = "The syncer's image of the release, pinned by digest: <registry>/syncer@sha256:... (make release prints it)."
   type        = string
-}
 
-variable "release_sha256" {
-  description = "SHA-256 of the release tarball."
-  type        = string
-}
-
-variable "release_bucket" {
-  description = "S3 bucket holding the release tarballs."
-  type        = string
-}
-
-variable "base_image" {
-  description = "Image the static binary runs in."
-  type        = string
-  default     = "gcr.io/distroless/static-debian12:nonroot"
+  validation {
+    condition     = can(regex("@sha256:[0-9a-f]{64}$", var.image))
+    error_message = "image must be pinned by digest (...@sha256:<64 hex>)."
+  }
 }
 
 job "opensandbox-syncer" {
@@ -111,17 +100,8 @@ job "opensandbox-syncer" {
       # abandoned to redelivery, then the health server gets 5s to close.
       kill_timeout = "10s"
 
-      artifact {
-        source      = "s3::https://s3.${var.region}.amazonaws.com/${var.release_bucket}/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"
-        destination = "local/"
-        options {
-          checksum = "sha256:${var.release_sha256}"
-        }
-      }
-
       config {
-        image           = var.base_image
-        command         = "/local/opensandbox-syncer"
+        image           = var.image
         network_mode    = "host"
         readonly_rootfs = true
         cap_drop        = ["ALL"]

@@ -13,6 +13,13 @@
 # Sandboxes outlive the worker process: they belong to the host's Podman
 # service, and a restarted worker finds them again by label (its worker id is
 # the EC2 instance id, stable across allocations).
+#
+# TLS (docs/deploy.md, "TLS"): the host keeps a certificate for its own name
+# <instance id>.w.<region>.<domain> (ACME DNS-01 through Route 53,
+# ansible/roles/worker_tls) in the opensandbox-tls host volume; the worker
+# serves both its data path (HTTPS) and its gRPC port with it, re-reading it
+# when renewed, and requires the control plane's client certificate on gRPC
+# (mutual TLS, CA from the Nomad variable opensandbox/grpc).
 
 variable "region" {
   description = "Nomad region (equal to the AWS region)."
@@ -36,7 +43,7 @@ variable "release_sha256" {
 }
 
 variable "release_bucket" {
-  description = "S3 bucket holding the release tarballs (read through the instance profile)."
+  description = "This region's release bucket (terraform output release_bucket; read through the instance profile). No dots: the artifact URL is virtual-hosted."
   type        = string
 }
 
@@ -77,6 +84,13 @@ job "opensandbox-worker" {
       source = "opensandbox-run"
     }
 
+    # The host's own certificate (renewed by the host; the worker re-reads it).
+    volume "tls" {
+      type      = "host"
+      source    = "opensandbox-tls"
+      read_only = true
+    }
+
     network {
       mode = "host"
       port "http" {
@@ -94,13 +108,16 @@ job "opensandbox-worker" {
       tags     = ["http", "metrics"]
 
       meta {
-        worker_id = "${attr.unique.platform.aws.instance-id}"
+        worker_id   = "${attr.unique.platform.aws.instance-id}"
+        worker_name = "${meta.opensandbox_worker_name}" # Prometheus scrapes https://<name>
       }
 
       check {
-        name     = "health"
-        type     = "http"
-        path     = "/health"
+        name            = "health"
+        type            = "http"
+        protocol        = "https"
+        tls_server_name = "${meta.opensandbox_worker_name}"
+        path            = "/health"
         interval = "10s"
         timeout  = "2s"
 
@@ -111,8 +128,9 @@ job "opensandbox-worker" {
       }
     }
 
-    # gRPC is authenticated with the cluster secret, so the check only proves
-    # the port accepts connections; /health above covers the process.
+    # gRPC takes the control plane's client certificate and the cluster
+    # secret, so the check only proves the port accepts connections; /health
+    # above covers the process.
     service {
       name     = "opensandbox-worker-grpc"
       port     = "grpc"
@@ -141,7 +159,7 @@ job "opensandbox-worker" {
       }
 
       artifact {
-        source      = "s3::https://s3.${var.region}.amazonaws.com/${var.release_bucket}/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"
+        source      = "s3::https://${var.release_bucket}.s3.${var.region}.amazonaws.com/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"
         destination = "local/"
         options {
           checksum = "sha256:${var.release_sha256}"
@@ -174,7 +192,7 @@ job "opensandbox-worker" {
       kill_timeout = "35s"
 
       artifact {
-        source      = "s3::https://s3.${var.region}.amazonaws.com/${var.release_bucket}/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"
+        source      = "s3::https://${var.release_bucket}.s3.${var.region}.amazonaws.com/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"
         destination = "local/"
         options {
           checksum = "sha256:${var.release_sha256}"
@@ -191,6 +209,12 @@ job "opensandbox-worker" {
         destination = "/run/opensandbox"
       }
 
+      volume_mount {
+        volume      = "tls"
+        destination = "/etc/opensandbox/tls/worker"
+        read_only   = true
+      }
+
       config {
         command  = "local/opensandbox-worker"
         pid_mode = "host"
@@ -205,9 +229,16 @@ job "opensandbox-worker" {
         OPENSANDBOX_HOST             = "0.0.0.0"
         OPENSANDBOX_PORT             = "${NOMAD_PORT_http}"
         OPENSANDBOX_GRPC_PORT        = "${NOMAD_PORT_grpc}"
-        OPENSANDBOX_WORKER_ID        = "${attr.unique.platform.aws.instance-id}"
-        OPENSANDBOX_REGION           = "${node.region}"
-        OPENSANDBOX_WORKER_GRPC_ADDR = "${attr.unique.network.ip-address}:${NOMAD_PORT_grpc}"
+        OPENSANDBOX_WORKER_ID = "${attr.unique.platform.aws.instance-id}"
+        OPENSANDBOX_REGION    = "${node.region}"
+        # The control plane dials the worker's name (the private zone gives
+        # the VPC address) and verifies its certificate against it.
+        OPENSANDBOX_WORKER_GRPC_ADDR = "${meta.opensandbox_worker_name}:${NOMAD_PORT_grpc}"
+        OPENSANDBOX_TLS_CERT         = "/etc/opensandbox/tls/worker/cert.pem"
+        OPENSANDBOX_TLS_KEY          = "/etc/opensandbox/tls/worker/key.pem"
+        OPENSANDBOX_GRPC_TLS_CERT    = "/etc/opensandbox/tls/worker/cert.pem"
+        OPENSANDBOX_GRPC_TLS_KEY     = "/etc/opensandbox/tls/worker/key.pem"
+        OPENSANDBOX_GRPC_TLS_CA      = "${NOMAD_SECRETS_DIR}/grpc-client-ca.pem"
         OPENSANDBOX_DATA_DIR         = "/var/lib/opensandbox"
         OPENSANDBOX_PODMAN_URI       = "unix:///run/opensandbox/podman.sock"
         OPENSANDBOX_AGENT_BINARY     = "/var/lib/opensandbox/agent/${var.release_version}/osb-agent"
@@ -234,15 +265,27 @@ job "opensandbox-worker" {
         EOT
       }
 
-      # The connectURL SDKs use: the public address when the host has one.
-      # Tunables come from Consul KV with defaults (docs/deploy.md).
+      # The CA of the control plane's gRPC client certificate (Nomad
+      # variable opensandbox/grpc, opensandbox-grpc policy): only a client
+      # certificate it signed may call this worker.
+      template {
+        destination = "secrets/grpc-client-ca.pem"
+        change_mode = "restart"
+        perms       = "0444"
+        data        = <<-EOT
+          {{- with nomadVar "opensandbox/grpc" }}{{ .client_ca_pem }}{{ end -}}
+        EOT
+      }
+
+      # The connectURL SDKs use: the host's name, which its certificate
+      # covers. Tunables come from Consul KV with defaults (docs/deploy.md).
       template {
         destination = "local/worker.env"
         env         = true
         change_mode = "restart"
         splay       = "2m"
         data        = <<-EOT
-          OPENSANDBOX_WORKER_URL=http://{{ or (env "attr.unique.platform.aws.public-ipv4") (env "attr.unique.network.ip-address") }}:{{ env "NOMAD_PORT_http" }}
+          OPENSANDBOX_WORKER_URL=https://{{ env "meta.opensandbox_worker_name" }}:{{ env "NOMAD_PORT_http" }}
           OPENSANDBOX_CAPACITY={{ keyOrDefault "opensandbox/worker/capacity" "200" }}
           OPENSANDBOX_MAX_CPUS={{ keyOrDefault "opensandbox/worker/max_cpus" "4" }}
           OPENSANDBOX_MAX_MEMORY_MB={{ keyOrDefault "opensandbox/worker/max_memory_mb" "8192" }}

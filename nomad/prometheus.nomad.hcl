@@ -127,12 +127,42 @@ job "prometheus" {
       # plane and the workers accept on /metrics (OPENSANDBOX_METRICS_TOKEN)
       # and that opens nothing else; Prometheus holds neither an API key nor
       # the cluster secret.
+      # Read by Prometheus itself, which runs as nobody (65534) in its image:
+      # the file must be its own, not root's.
       template {
         destination = "secrets/metrics_token"
         change_mode = "noop" # read on every scrape
-        perms       = "0440"
+        uid         = 65534
+        gid         = 65534
+        perms       = "0400"
         data        = <<-EOT
           {{- with nomadVar "opensandbox/metrics" }}{{ .token }}{{ end -}}
+        EOT
+      }
+
+      # Consul is default-deny: service discovery reads the catalog with the
+      # prometheus role's token (scripts/bootstrap-region.sh makes it).
+      template {
+        destination = "secrets/consul_token"
+        change_mode = "noop"
+        uid         = 65534
+        gid         = 65534
+        perms       = "0400"
+        data        = <<-EOT
+          {{- with nomadVar "nomad/jobs/prometheus" }}{{ .consul_token }}{{ end -}}
+        EOT
+      }
+
+      # Nomad's HTTP API is TLS: the cluster CA verifies it (public, but
+      # kept beside the other TLS material in the Nomad variable).
+      template {
+        destination = "secrets/nomad-ca.pem"
+        change_mode = "noop"
+        uid         = 65534
+        gid         = 65534
+        perms       = "0400"
+        data        = <<-EOT
+          {{- with nomadVar "opensandbox/tls" }}{{ .nomad_ca_pem }}{{ end -}}
         EOT
       }
 

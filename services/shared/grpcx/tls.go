@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/opensandbox/opensandbox/services/shared/certfile"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -30,11 +31,14 @@ func (f TLSFiles) load() (*tls.Config, error) {
 		return nil, errors.New("grpc tls: a certificate needs its key and the other way round")
 	}
 	if f.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		// Reloaded on every handshake when the files change, so a renewed
+		// certificate (ACME on the workers, a template on the control plane)
+		// takes effect without a restart.
+		pair, err := certfile.Load(f.Cert, f.Key)
 		if err != nil {
 			return nil, fmt.Errorf("grpc tls: %w", err)
 		}
-		cfg.Certificates = []tls.Certificate{pair}
+		cfg.GetCertificate, cfg.GetClientCertificate = pair.GetCertificate, pair.GetClientCertificate
 	}
 	if f.CA != "" {
 		pem, err := os.ReadFile(f.CA)
@@ -57,13 +61,13 @@ func ServerCreds(f TLSFiles) (grpc.ServerOption, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(cfg.Certificates) == 0 {
+	if cfg.GetCertificate == nil {
 		return nil, errors.New("grpc tls: a worker needs a certificate and key")
 	}
 	if cfg.ClientCAs != nil {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	cfg.RootCAs = nil
+	cfg.RootCAs, cfg.GetClientCertificate = nil, nil
 	return grpc.Creds(credentials.NewTLS(cfg)), nil
 }
 
@@ -75,6 +79,6 @@ func ClientCreds(f TLSFiles) (grpc.DialOption, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.ClientCAs = nil
+	cfg.ClientCAs, cfg.GetCertificate = nil, nil
 	return grpc.WithTransportCredentials(credentials.NewTLS(cfg)), nil
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opensandbox/opensandbox/services/shared/api"
 	"github.com/opensandbox/opensandbox/services/shared/auth"
+	"github.com/opensandbox/opensandbox/services/shared/certfile"
 	"github.com/opensandbox/opensandbox/services/shared/grpcx"
 	"github.com/opensandbox/opensandbox/services/shared/httpx"
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
@@ -234,7 +236,7 @@ func Main(ctx context.Context) error {
 		return err
 	}
 	w.pub = pub
-	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
+	httpLn, err := ListenData(cfg)
 	if err != nil {
 		return err
 	}
@@ -252,6 +254,24 @@ func Main(ctx context.Context) error {
 		log.Warn("nats flush at shutdown", "err", ferr)
 	}
 	return err
+}
+
+// ListenData opens the data path's listener: HTTPS when the configuration
+// names a certificate (renewals are picked up per handshake), else HTTP.
+func ListenData(cfg Config) (net.Listener, error) {
+	var tlsCfg *tls.Config
+	if cfg.DataTLSCert != "" {
+		pair, err := certfile.Load(cfg.DataTLSCert, cfg.DataTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("data path tls: %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.GetCertificate}
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil || tlsCfg == nil {
+		return ln, err
+	}
+	return tls.NewListener(ln, tlsCfg), nil
 }
 
 // OpenManager connects to the Podman service, starts a sandbox manager and

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/auth"
@@ -28,6 +29,10 @@ type Config struct {
 	// control plane dials.
 	HTTPURL  string // OPENSANDBOX_WORKER_URL
 	GRPCAddr string // OPENSANDBOX_WORKER_GRPC_ADDR
+	// DataTLSCert and DataTLSKey serve the data path over HTTPS from PEM
+	// files another process renews (docs/deploy.md: ACME on each host).
+	DataTLSCert string // OPENSANDBOX_TLS_CERT
+	DataTLSKey  string // OPENSANDBOX_TLS_KEY
 
 	NATSURL       string
 	JWTSecret     string // verifies sandbox tokens (the control plane signs them)
@@ -66,10 +71,17 @@ func LoadConfig() (Config, error) {
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		advertise, _ = os.Hostname()
 	}
+	tlsCert, tlsKey := e.String("OPENSANDBOX_TLS_CERT", ""), e.String("OPENSANDBOX_TLS_KEY", "")
+	scheme := "http://"
+	if tlsCert != "" {
+		scheme = "https://"
+	}
 	c := Config{
 		HTTPListen:        net.JoinHostPort(host, port),
 		GRPCListen:        net.JoinHostPort(host, grpcPort),
-		HTTPURL:           e.String("OPENSANDBOX_WORKER_URL", "http://"+net.JoinHostPort(advertise, port)),
+		DataTLSCert:       tlsCert,
+		DataTLSKey:        tlsKey,
+		HTTPURL:           e.String("OPENSANDBOX_WORKER_URL", scheme+net.JoinHostPort(advertise, port)),
 		GRPCAddr:          e.String("OPENSANDBOX_WORKER_GRPC_ADDR", net.JoinHostPort(advertise, grpcPort)),
 		NATSURL:           e.String("NATS_URL", ""),
 		JWTSecret:         e.String("OPENSANDBOX_JWT_SECRET", ""),
@@ -126,6 +138,10 @@ func (c Config) Validate() error {
 		return errors.New("OPENSANDBOX_EVENTS_MAX_BYTES must be positive")
 	case c.EventsPerMessage < 1 || c.EventsPerMessage > 1000:
 		return errors.New("OPENSANDBOX_EVENTS_PER_MESSAGE must be between 1 and 1000")
+	case (c.DataTLSCert == "") != (c.DataTLSKey == ""):
+		return errors.New("HTTPS on the data path needs both OPENSANDBOX_TLS_CERT and OPENSANDBOX_TLS_KEY")
+	case c.DataTLSCert != "" && !strings.HasPrefix(c.HTTPURL, "https://"):
+		return errors.New("OPENSANDBOX_WORKER_URL must be https:// when the data path serves TLS")
 	case c.GRPCTLS.Enabled() && (c.GRPCTLS.Cert == "" || c.GRPCTLS.Key == ""):
 		return errors.New("gRPC TLS needs OPENSANDBOX_GRPC_TLS_CERT and OPENSANDBOX_GRPC_TLS_KEY")
 	}

@@ -8,12 +8,14 @@ module "region" {
   region   = "eu-west-1"
   vpc_cidr = "10.41.0.0/16"
 
-  client_cidrs        = var.client_cidrs
-  admin_cidrs         = var.admin_cidrs
-  api_certificate_arn = var.api_certificate_arn
-  ansible_repo_url    = var.ansible_repo_url
-  ansible_repo_ref    = var.ansible_repo_ref
-  release_bucket      = var.release_bucket
-  worker_desired      = var.worker_desired
-  worker_max          = var.worker_max
+  ami_id           = var.ami_id
+  domain           = var.domain
+  zone_id          = var.zone_id
+  acme_email       = var.acme_email
+  client_cidrs     = var.client_cidrs
+  admin_cidrs      = var.admin_cidrs
+  ansible_repo_url = var.ansible_repo_url
+  ansible_repo_ref = var.ansible_repo_ref
+  worker_desired   = var.worker_desired
+  worker_max       = var.worker_max
 }

@@ -1,3 +1,23 @@
+variable "ami_id" {
+  description = "Pinned Debian 12 amd64 AMI of this region (Debian's account 136693071363); change it on purpose to roll hosts."
+  type        = string
+}
+
+variable "domain" {
+  description = "Domain of the region's names (api.<region>.<domain>, preview and worker names under it)."
+  type        = string
+}
+
+variable "zone_id" {
+  description = "Public Route 53 hosted zone of var.domain."
+  type        = string
+}
+
+variable "acme_email" {
+  description = "Contact address of the workers' ACME account."
+  type        = string
+}
+
 variable "client_cidrs" {
   description = "Where SDK clients connect from (workers' data-path port)."
   type        = list(string)
@@ -9,12 +29,6 @@ variable "admin_cidrs" {
   default     = []
 }
 
-variable "api_certificate_arn" {
-  description = "ACM certificate of the region's API hostname (TLS on 443); null serves plain TCP on 80."
-  type        = string
-  default     = null
-}
-
 variable "ansible_repo_url" {
   description = "Read-only Git URL of this repository for ansible-pull."
   type        = string
@@ -22,11 +36,6 @@ variable "ansible_repo_url" {
 
 variable "ansible_repo_ref" {
   description = "Tag or commit the hosts converge to."
-  type        = string
-}
-
-variable "release_bucket" {
-  description = "S3 bucket holding releases/<version>/opensandbox_<version>_linux_amd64.tar.gz."
   type        = string
 }
 

@@ -1,6 +1,7 @@
-# Renders the cloud-init user data shared by both node roles: install Ansible,
-# fetch the bootstrap secrets from SSM into tmpfs, run the repository's
-# playbook with ansible-pull, then drop the secrets. A baked AMI runs the same
+# Renders the cloud-init user data shared by both node roles: install the SSM
+# agent (operator access) and Ansible, fetch the role's bootstrap secrets
+# from SSM into tmpfs, run the repository's playbook with ansible-pull, then
+# drop the secrets. A baked AMI runs the same
 # script; the playbook is idempotent, so it only converges what differs.
 
 locals {
@@ -13,6 +14,7 @@ locals {
   }, var.extra_vars)
 
   user_data = templatefile("${path.module}/user_data.sh.tftpl", {
+    role         = var.role
     repo_url     = var.ansible_repo_url
     repo_ref     = var.ansible_repo_ref
     region       = var.region

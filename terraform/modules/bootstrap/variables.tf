@@ -34,7 +34,7 @@ variable "ansible_repo_ref" {
 }
 
 variable "ssm_prefix" {
-  description = "SSM Parameter Store path (e.g. /opensandbox/osb-us-east-1) holding the bootstrap secrets as SecureString: consul_gossip_key, nomad_gossip_key."
+  description = "SSM Parameter Store path (e.g. /opensandbox/osb-use1) of the bootstrap secrets: the host reads <path>/common and <path>/<role> (scripts/bootstrap-region.sh writes them)."
   type        = string
 
   validation {

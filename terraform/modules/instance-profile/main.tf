@@ -1,5 +1,7 @@
 # Instance role for OpenSandbox hosts, kept to what the hosts do:
-#   - read their bootstrap secrets (one SSM path),
+#   - read their bootstrap secrets: the cluster's common SSM path and their
+#     own role's path only (a worker never reads the control group's server
+#     keys or snapshot tokens; a control host never reads the drain token),
 #   - download release tarballs (Nomad artifact stanza, one S3 prefix),
 #   - find Consul servers by tag (cloud auto-join needs DescribeInstances),
 #   - be reachable through SSM Session Manager (no SSH keys, no port 22).
@@ -9,7 +11,7 @@ data "aws_region" "current" {}
 data "aws_partition" "current" {}
 
 locals {
-  ssm_arn = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter${var.ssm_prefix}"
+  ssm_arns = [for p in var.ssm_paths : "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter${p}"]
 }
 
 data "aws_iam_policy_document" "assume" {
@@ -26,7 +28,7 @@ data "aws_iam_policy_document" "node" {
   statement {
     sid       = "BootstrapSecrets"
     actions   = ["ssm:GetParametersByPath", "ssm:GetParameters", "ssm:GetParameter"]
-    resources = [local.ssm_arn, "${local.ssm_arn}/*"]
+    resources = concat(local.ssm_arns, [for a in local.ssm_arns : "${a}/*"])
   }
 
   statement {

@@ -3,9 +3,9 @@ variable "name" {
   type        = string
 }
 
-variable "ssm_prefix" {
-  description = "SSM Parameter Store path whose parameters the nodes may read (bootstrap secrets)."
-  type        = string
+variable "ssm_paths" {
+  description = "SSM Parameter Store paths whose parameters the nodes may read (bootstrap secrets): the cluster's common path and the role's own."
+  type        = list(string)
 }
 
 variable "release_bucket" {

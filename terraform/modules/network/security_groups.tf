@@ -45,7 +45,7 @@ locals {
     # Control plane -> workers: create/destroy over gRPC; Prometheus scrapes the
     # workers' /metrics on their HTTP port, node_exporter and the Nomad agent.
     cp_grpc        = ["workers", "control", "tcp", local.p.worker_grpc, local.p.worker_grpc, "SandboxWorker gRPC from the control plane"]
-    prom_worker    = ["workers", "control", "tcp", local.p.worker_http, local.p.worker_http, "Prometheus scrapes worker /metrics"]
+    prom_worker    = ["workers", "control", "tcp", local.p.worker_http, local.p.worker_http, "Prometheus scrapes worker /metrics (HTTPS)"]
     prom_node_w    = ["workers", "control", "tcp", local.p.node_exporter, local.p.node_exporter, "Prometheus scrapes node_exporter"]
     nomad_http_w   = ["workers", "control", "tcp", 4646, 4646, "Prometheus scrapes Nomad client metrics"]
     consul_lan_w   = ["workers", "control", "tcp", 8301, 8301, "Consul LAN gossip"]
@@ -72,6 +72,7 @@ locals {
     c_syncer       = ["control", "control", "tcp", local.p.syncer_http, local.p.syncer_http, "Prometheus scrapes the syncer"]
     c_node         = ["control", "control", "tcp", local.p.node_exporter, local.p.node_exporter, "Prometheus scrapes node_exporter"]
     c_grafana_prom = ["control", "control", "tcp", local.p.prometheus, local.p.prometheus, "Grafana queries Prometheus"]
+    c_alertmanager = ["control", "control", "tcp", local.p.alertmanager, local.p.alertmanager, "Prometheus sends alerts to Alertmanager"]
 
     # PostgreSQL only from the control group (control plane, syncer).
     db_from_control = ["database", "control", "tcp", 5432, 5432, "PostgreSQL from the control plane and the syncer"]
@@ -80,7 +81,6 @@ locals {
   # Rules from CIDRs: {key => [to_group, cidr, port, why]}.
   cidr_rules = merge(
     { for c in var.client_cidrs : "data_${c}" => ["workers", c, local.p.worker_http, "SDK data path to workers"] },
-    { for c in var.api_client_cidrs : "api80_${c}" => ["lb", c, 80, "API (HTTP listener)"] },
     { for c in var.api_client_cidrs : "api443_${c}" => ["lb", c, 443, "API (TLS listener)"] },
     { for c in var.admin_cidrs : "nomad_${c}" => ["control", c, 4646, "Nomad UI/API for operators"] },
     { for c in var.admin_cidrs : "grafana_${c}" => ["control", c, local.p.grafana, "Grafana for operators"] },

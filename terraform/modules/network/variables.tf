@@ -61,6 +61,7 @@ variable "ports" {
     nats_monitor      = number
     prometheus        = number
     grafana           = number
+    alertmanager      = number
     node_exporter     = number
   })
   default = {
@@ -73,6 +74,7 @@ variable "ports" {
     nats_monitor      = 8222
     prometheus        = 9091
     grafana           = 3000
+    alertmanager      = 9093
     node_exporter     = 9100
   }
 }

@@ -41,10 +41,25 @@ variable "admin_cidrs" {
   default     = []
 }
 
-variable "api_certificate_arn" {
-  description = "ACM certificate for the API's TLS listener; null serves plain TCP on 80 (tests only)."
+variable "domain" {
+  description = "Domain the region's names live under: api.<region>.<domain>, *.preview.<region>.<domain>, <worker>.w.<region>.<domain>."
   type        = string
-  default     = null
+}
+
+variable "zone_id" {
+  description = "Public Route 53 hosted zone of var.domain (Terraform adds the API, preview, certificate validation and worker delegation records)."
+  type        = string
+}
+
+variable "acme_email" {
+  description = "Contact address of the ACME account the workers get their certificates with (expiry notices)."
+  type        = string
+}
+
+variable "acme_directory" {
+  description = "ACME directory the workers use (Let's Encrypt by default; its staging directory for trials)."
+  type        = string
+  default     = "https://acme-v02.api.letsencrypt.org/directory"
 }
 
 variable "ansible_repo_url" {
@@ -57,10 +72,6 @@ variable "ansible_repo_ref" {
   type        = string
 }
 
-variable "release_bucket" {
-  description = "S3 bucket with release tarballs under releases/<version>/ (the Nomad jobs download binaries from it)."
-  type        = string
-}
 
 variable "control_instance_type" {
   description = "Instance type of the control group."
@@ -104,14 +115,18 @@ variable "worker_public_ip" {
   default     = true
 }
 
-variable "control_ami_id" {
-  description = "Baked AMI for the control group; null uses the newest Debian 12 image."
+variable "ami_id" {
+  description = "Debian 12 (amd64) AMI of this region, pinned: hosts change only when this changes (docs/deploy.md says how to pick and roll a new one)."
   type        = string
-  default     = null
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    error_message = "ami_id must be an AMI id (ami-...)."
+  }
 }
 
 variable "worker_ami_id" {
-  description = "Baked AMI for the workers; null uses the newest Debian 12 image."
+  description = "A baked worker AMI (the playbook applied, template images built) to shorten scale-out; null uses ami_id."
   type        = string
   default     = null
 }

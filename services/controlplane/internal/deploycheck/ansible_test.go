@@ -75,7 +75,7 @@ func (tk task) notifies() []string {
 
 // secretVars are the variables holding secrets; a task that renders them
 // must not log.
-var secretVars = regexp.MustCompile(`\b(consul_gossip_key|nomad_gossip_key)\b`)
+var secretVars = regexp.MustCompile(`\b(consul_gossip_key|nomad_gossip_key|consul_server_key_pem|nomad_agent_key_pem|consul_agent_token|nomad_consul_token|consul_dns_token)\b`)
 
 // checkTasks returns what is wrong with a role's task list: unnamed tasks,
 // modules not named by their fully qualified name, command/shell tasks that
@@ -110,11 +110,21 @@ func checkTasks(where string, tasks []task, handlers map[string]bool, templateDi
 		}
 		if short == "template" {
 			src, _ := asMap(args)["src"].(string)
-			b, err := os.ReadFile(filepath.Join(templateDir, src))
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: template %s: %v", at, src, err))
-			} else if secretVars.Match(b) && tk["no_log"] != true {
-				problems = append(problems, fmt.Sprintf("%s: template %s renders a secret without no_log: true", at, src))
+			srcs := []string{src}
+			// src: "{{ item }}.j2" over a loop of names: check each.
+			if items, ok := tk["loop"].([]any); ok && strings.Contains(src, "{{ item }}") {
+				srcs = nil
+				for _, it := range items {
+					srcs = append(srcs, strings.ReplaceAll(src, "{{ item }}", fmt.Sprint(it)))
+				}
+			}
+			for _, src := range srcs {
+				b, err := os.ReadFile(filepath.Join(templateDir, src))
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("%s: template %s: %v", at, src, err))
+				} else if secretVars.Match(b) && tk["no_log"] != true {
+					problems = append(problems, fmt.Sprintf("%s: template %s renders a secret without no_log: true", at, src))
+				}
 			}
 		}
 	}

@@ -383,7 +383,7 @@ func TestPortsAgree(t *testing.T) {
 		"opensandbox-worker/http": "worker_http", "opensandbox-worker/grpc": "worker_grpc",
 		"opensandbox-controlplane/http": "controlplane_http", "opensandbox-syncer/http": "syncer_http",
 		"nats/client": "nats_client", "nats/cluster": "nats_cluster", "nats/monitor": "nats_monitor",
-		"prometheus/http": "prometheus", "grafana/http": "grafana",
+		"prometheus/http": "prometheus", "grafana/http": "grafana", "alertmanager/http": "alertmanager",
 	}
 	seen := map[string]bool{}
 	for _, j := range loadJobs(t) {
