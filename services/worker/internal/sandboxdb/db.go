@@ -52,6 +52,9 @@ func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
 // DB is one sandbox's database.
 type DB struct {
 	sql *sql.DB
+	// Statements of the hot paths (every command, every event published),
+	// prepared once: SQLite's prepare cost more than the insert itself.
+	insertCommand, insertEvent, unsynced, markSynced *sql.Stmt
 }
 
 // Open opens (creating if needed) the database at path.
@@ -67,11 +70,31 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sandbox db %s: %w", path, err)
 	}
-	return &DB{sql: db}, nil
+	d := &DB{sql: db}
+	for _, st := range []struct {
+		to    **sql.Stmt
+		query string
+	}{
+		{&d.insertCommand, `INSERT INTO command_log(command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&d.insertEvent, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`},
+		{&d.unsynced, `SELECT seq, event_id, type, payload, created_at FROM events WHERE synced = 0 ORDER BY seq LIMIT ?`},
+		{&d.markSynced, `UPDATE events SET synced = 1 WHERE seq BETWEEN ? AND ?`},
+	} {
+		if *st.to, err = db.Prepare(st.query); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("sandbox db %s: %w", path, err)
+		}
+	}
+	return d, nil
 }
 
 // Close closes the database.
-func (d *DB) Close() error { return d.sql.Close() }
+func (d *DB) Close() error {
+	for _, st := range []*sql.Stmt{d.insertCommand, d.insertEvent, d.unsynced, d.markSynced} {
+		st.Close()
+	}
+	return d.sql.Close()
+}
 
 // SetMeta stores a value under key.
 func (d *DB) SetMeta(ctx context.Context, key string, value any) error {
@@ -119,8 +142,7 @@ type Command struct {
 
 // AddEvent records an event as not yet synced.
 func (d *DB) AddEvent(ctx context.Context, ev Event) error {
-	_, err := d.sql.ExecContext(ctx, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`,
-		ev.ID, ev.Type, ev.Payload, formatTime(ev.CreatedAt))
+	_, err := d.insertEvent.ExecContext(ctx, ev.ID, ev.Type, ev.Payload, formatTime(ev.CreatedAt))
 	return err
 }
 
@@ -128,8 +150,7 @@ func (d *DB) AddEvent(ctx context.Context, ev Event) error {
 func (d *DB) LogCommand(ctx context.Context, c Command, ev Event) error {
 	args, _ := json.Marshal(c.Args)
 	return d.withEvent(ctx, ev, func(tx *sql.Tx) (bool, error) {
-		_, err := tx.ExecContext(ctx, `INSERT INTO command_log(command, args, cwd, exit_code, duration_ms, stdout_len, stderr_len, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.Command, string(args), c.Cwd, c.ExitCode, c.DurationMs, c.StdoutLen, c.StderrLen, formatTime(c.CreatedAt))
+		_, err := tx.StmtContext(ctx, d.insertCommand).ExecContext(ctx, c.Command, string(args), c.Cwd, c.ExitCode, c.DurationMs, c.StdoutLen, c.StderrLen, formatTime(c.CreatedAt))
 		return err == nil, err
 	})
 }
@@ -147,8 +168,7 @@ func (d *DB) withEvent(ctx context.Context, ev Event, change func(*sql.Tx) (bool
 		return err
 	}
 	if changed {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO events(event_id, type, payload, created_at) VALUES(?, ?, ?, ?)`,
-			ev.ID, ev.Type, ev.Payload, formatTime(ev.CreatedAt)); err != nil {
+		if _, err := tx.StmtContext(ctx, d.insertEvent).ExecContext(ctx, ev.ID, ev.Type, ev.Payload, formatTime(ev.CreatedAt)); err != nil {
 			return err
 		}
 	}
@@ -178,7 +198,7 @@ func (d *DB) Commands(ctx context.Context) ([]Command, error) {
 
 // Unsynced returns up to limit events not yet acknowledged, oldest first.
 func (d *DB) Unsynced(ctx context.Context, limit int) ([]Event, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT seq, event_id, type, payload, created_at FROM events WHERE synced = 0 ORDER BY seq LIMIT ?`, limit)
+	rows, err := d.unsynced.QueryContext(ctx, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +234,7 @@ func (d *DB) MarkSynced(ctx context.Context, seqs []int64) error {
 		for hi+1 < len(sorted) && sorted[hi+1] == sorted[hi]+1 {
 			hi++
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE events SET synced = 1 WHERE seq BETWEEN ? AND ?`, sorted[lo], sorted[hi]); err != nil {
+		if _, err := tx.StmtContext(ctx, d.markSynced).ExecContext(ctx, sorted[lo], sorted[hi]); err != nil {
 			return err
 		}
 		lo = hi + 1
