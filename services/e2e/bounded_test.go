@@ -115,7 +115,9 @@ func TestAgentSurvivesSixteenLargeOutputs(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := sbx.Commands().Run(context.Background(), "head -c 10000000 /dev/zero; head -c 10000000 /dev/zero >&2", osb.RunOptions{})
+			// Printable bytes: the agent holds them as it would NULs, and
+			// the client parses a sixth of the JSON.
+			res, err := sbx.Commands().Run(context.Background(), "yes abcdefg | head -c 10000000; yes abcdefg | head -c 10000000 >&2", osb.RunOptions{})
 			switch {
 			case err != nil:
 				errs <- err

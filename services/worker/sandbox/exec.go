@@ -111,6 +111,11 @@ func (m *Manager) Command(ctx context.Context, id string, p api.ProcessConfig) (
 			"%d commands are already running in this sandbox; wait for one to finish or run it in the background", m.cfg.MaxExecs)
 	}
 	release := sync.OnceFunc(func() { <-b.execs })
+	if !b.beginWork() {
+		release()
+		return nil, errs.ErrSandboxNotFound
+	}
+	defer b.work.Done()
 	start := time.Now()
 	a, err := b.agent.Exec(ctx, req)
 	m.metrics.ExecDuration.Observe(time.Since(start).Seconds())

@@ -273,6 +273,9 @@ func (m *Manager) SetTimeout(ctx context.Context, id string, d time.Duration) (a
 	return info, nil
 }
 
+// destroyDrain bounds how long a destroy waits for commands to log.
+const destroyDrain = 5 * time.Second
+
 // Kill destroys a sandbox.
 func (m *Manager) Kill(ctx context.Context, id string) error {
 	return m.destroy(ctx, id, events.TypeKilled, "")
@@ -315,6 +318,11 @@ func (m *Manager) destroyIf(ctx context.Context, id, reason, detail string, cond
 	// The sandbox is out of the map either way; a failed removal is
 	// retried by the reconciler.
 	m.removeContainer(ctx, containerName(id))
+	// Commands that ended as the sandbox went (their agent is gone now, so
+	// the rest fail at once) log their rows before the database closes.
+	if !b.drainWork(destroyDrain) {
+		m.log.Warn("destroy: commands still logging after the grace; their rows are lost", "sandbox_id", id)
+	}
 	m.finish(ctx, b, reason, detail)
 	m.log.Info("sandbox destroyed", "sandbox_id", id, "reason", reason)
 	return nil

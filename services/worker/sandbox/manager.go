@@ -83,6 +83,41 @@ type box struct {
 
 	ptyMu sync.Mutex
 	ptys  map[string]time.Time // terminal sessions whose end is not recorded yet -> start
+
+	// work counts commands between their start and their row in the
+	// command log: a destroy waits for them (briefly) before it closes the
+	// database, so that a command answered just before a kill is logged.
+	workMu   sync.Mutex
+	draining bool
+	work     sync.WaitGroup
+}
+
+// beginWork registers a command that will log a row; false once the
+// sandbox is being destroyed.
+func (b *box) beginWork() bool {
+	b.workMu.Lock()
+	defer b.workMu.Unlock()
+	if b.draining {
+		return false
+	}
+	b.work.Add(1)
+	return true
+}
+
+// drainWork stops new commands and waits up to grace for those running to
+// log their rows; it reports whether they all did.
+func (b *box) drainWork(grace time.Duration) bool {
+	b.workMu.Lock()
+	b.draining = true
+	b.workMu.Unlock()
+	done := make(chan struct{})
+	go func() { b.work.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(grace):
+		return false
+	}
 }
 
 // newBox returns a box whose context is a child of the manager's.

@@ -26,10 +26,12 @@ type ProcessStream struct {
 	ended  bool
 	once   sync.Once
 
-	// run is set for a streamed run, which is logged as a command at exit.
+	// run is set for a streamed run, which is logged as a command at exit;
+	// workDone ends its registration with the sandbox (box.beginWork).
 	run                  *api.ProcessConfig
 	start                time.Time
 	stdoutLen, stderrLen int
+	workDone             func()
 }
 
 // Next returns the next event. Data in stdout and stderr events is a copy
@@ -41,6 +43,7 @@ func (ps *ProcessStream) Next() (api.ProcessEvent, error) {
 	typ, payload, err := ps.s.Next()
 	if err != nil {
 		ps.ended = true
+		ps.workDone()
 		return ps.failure(err), nil
 	}
 	switch typ {
@@ -63,11 +66,13 @@ func (ps *ProcessStream) Next() (api.ProcessEvent, error) {
 		json.Unmarshal(payload, &ex)
 		ps.ended = true
 		ps.logRun(ex)
+		ps.workDone()
 		return api.ProcessEvent{Type: api.EventExit, ExitCode: ex.ExitCode, TimedOut: ex.TimedOut}, nil
 	case agentapi.FrameError:
 		var eb api.ErrorBody
 		json.Unmarshal(payload, &eb)
 		ps.ended = true
+		ps.workDone()
 		return api.ProcessEvent{Type: api.EventError, Error: eb.Error, Code: eb.Code}, nil
 	default:
 		return api.ProcessEvent{Type: api.EventKeepalive}, nil
@@ -100,6 +105,7 @@ func (ps *ProcessStream) Close() {
 	ps.once.Do(func() {
 		ps.cancel()
 		ps.s.Close()
+		ps.workDone()
 		ps.m.metrics.StreamsActive.Dec()
 	})
 }
@@ -115,7 +121,7 @@ func (m *Manager) openStream(ctx context.Context, b *box, open func(context.Cont
 		return nil, m.agentErr(b.info.SandboxID, err)
 	}
 	m.metrics.StreamsActive.Inc()
-	return &ProcessStream{m: m, b: b, s: s, cancel: cancel}, nil
+	return &ProcessStream{m: m, b: b, s: s, cancel: cancel, workDone: func() {}}, nil
 }
 
 // StreamProcess starts a command and returns its output as it happens. The
@@ -131,14 +137,18 @@ func (m *Manager) StreamProcess(ctx context.Context, id string, p api.ProcessCon
 	if err != nil {
 		return nil, err
 	}
+	if !b.beginWork() {
+		return nil, errs.ErrSandboxNotFound
+	}
 	ps, err := m.openStream(ctx, b, func(ctx context.Context) (*agentclient.Stream, error) {
 		return b.agent.FollowProcess(ctx, agentapi.StartRequest{ExecRequest: req, Tag: p.Tag})
 	})
 	if err != nil {
+		b.work.Done()
 		return nil, err
 	}
 	m.metrics.ProcessStarts.WithLabelValues("stream").Inc()
-	ps.run, ps.start = &p, time.Now()
+	ps.run, ps.start, ps.workDone = &p, time.Now(), sync.OnceFunc(b.work.Done)
 	return ps, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -359,6 +360,10 @@ func (s *soak) account(ctx context.Context, client *osb.Client, rssStart int64) 
 		fmt.Printf("| %s | %s — %s |\n", c.name, c.value, mark)
 	}
 	if !ok {
+		keep := filepath.Join(os.TempDir(), fmt.Sprintf("osb-soak-%s.log", time.Now().Format("20060102-150405")))
+		if b, err := os.ReadFile(s.env.srv.LogPath); err == nil && os.WriteFile(keep, b, 0o644) == nil {
+			fmt.Println("server log kept at", keep)
+		}
 		return errors.New("the soak found problems (see the table)")
 	}
 	return nil
