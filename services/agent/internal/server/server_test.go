@@ -20,7 +20,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/api"
 )
 
-func newServer(t *testing.T) (*httptest.Server, string) {
+func newServer(t testing.TB) (*httptest.Server, string) {
 	home := t.TempDir()
 	t.Setenv("HOME", home)
 	r := proc.NewReaper()
