@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,12 @@ func startServer(t testing.TB, env ...string) *serverproc.Server {
 	}
 	t.Cleanup(func() {
 		s.Stop()
+		// Every test kills what it made; whatever is left is a leak.
+		out, _ := exec.Command("podman", "ps", "-aq", "--filter", "label=opensandbox.worker="+s.WorkerID).Output()
+		if left := strings.Fields(string(out)); len(left) > 0 {
+			t.Errorf("%d containers of this server were left behind", len(left))
+			exec.Command("podman", append([]string{"rm", "-f"}, left...)...).Run()
+		}
 		if t.Failed() {
 			t.Logf("server log, warnings and errors:\n%s", s.Problems(40))
 		}
