@@ -8,6 +8,8 @@ export CGO_ENABLED := 0
 export CONTAINERS_CONF := $(CURDIR)/scripts/containers.conf
 
 DATA ?= $(CURDIR)/.data
+# The project's own Podman store, set up by scripts/bootstrap.sh.
+export CONTAINERS_STORAGE_CONF ?= $(DATA)/containers/storage.conf
 export OPENSANDBOX_DATA_DIR ?= $(DATA)
 export OPENSANDBOX_PODMAN_URI ?= unix://$(DATA)/run/podman.sock
 export OPENSANDBOX_AGENT_BINARY ?= $(CURDIR)/bin/osb-agent

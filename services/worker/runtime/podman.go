@@ -7,19 +7,29 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/containers/podman/v5/libpod/define"
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/bindings/images"
+	"github.com/containers/podman/v5/pkg/bindings/system"
 	"github.com/containers/podman/v5/pkg/errorhandling"
 	"github.com/containers/podman/v5/pkg/specgen"
 	spec "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/prometheus/client_golang/prometheus"
 	nettypes "go.podman.io/common/libnetwork/types"
+	storagetypes "go.podman.io/storage/types"
 )
+
+// UserNSSize is how many host ids each sandbox's user namespace maps: every
+// id an image may use (nobody is 65534), from a range of its own.
+const UserNSSize = 65536
 
 var (
 	_ Runtime        = (*Podman)(nil)
@@ -37,6 +47,9 @@ type Podman struct {
 	netMu sync.Mutex
 	netOK bool      // the sandbox network exists
 	fw    *firewall // its firewall (nil until the network exists, or when disabled)
+
+	diskMu sync.Mutex
+	disk   diskMode // how disk limits are enforced; 0 until first needed
 }
 
 // NewPodman connects to uri (e.g. unix:///run/opensandbox/podman.sock).
@@ -170,6 +183,23 @@ func (p *Podman) Start(ctx context.Context, s Spec) (Container, error) {
 	}
 	stop := uint(1)
 	g.StopTimeout = &stop
+	// A user namespace of its own: root in the sandbox is an unprivileged
+	// host uid from a range Podman picks (the `containers` entries of
+	// /etc/subuid and /etc/subgid), so per-user kernel limits and any file
+	// it may reach on the host are not host root's.
+	g.UserNS = specgen.Namespace{NSMode: specgen.Auto, Value: "size=" + strconv.Itoa(UserNSSize)}
+	g.IDMappings = &storagetypes.IDMappingOptions{AutoUserNs: true, AutoUserNsOpts: storagetypes.AutoUserNsOptions{Size: UserNSSize}}
+	g.SeccompProfilePath = s.SeccompProfile
+	var disk diskMode
+	if s.DiskBytes > 0 {
+		var err error
+		if disk, err = p.diskMode(ctx); err != nil {
+			return Container{}, err
+		}
+		if disk == diskStorageOpt {
+			g.StorageOpts = map[string]string{"size": strconv.FormatInt(s.DiskBytes, 10)}
+		}
+	}
 
 	resp, err := containers.CreateWithSpec(c, g, nil)
 	if err != nil {
@@ -178,12 +208,164 @@ func (p *Podman) Start(ctx context.Context, s Spec) (Container, error) {
 		}
 		return Container{}, fmt.Errorf("create container: %w", unavailable(err))
 	}
+	// On any error below, the caller removes the container by name.
+	if err := p.prepare(c, resp.ID, s, disk); err != nil {
+		return Container{}, err
+	}
 	if err := containers.Start(c, resp.ID, nil); err != nil {
-		// The caller removes the container by name, and remembers it for
-		// the reconciler when that fails too.
+		// The caller also remembers it for the reconciler when removing
+		// it fails too.
 		return Container{}, fmt.Errorf("start container: %w", unavailable(err))
 	}
-	return p.Inspect(ctx, resp.ID)
+	ctr, err := p.Inspect(ctx, resp.ID)
+	if err != nil {
+		return Container{}, err
+	}
+	if err := limitUserNS(ctx, ctr.PID); err != nil {
+		return Container{}, err
+	}
+	return ctr, nil
+}
+
+// What one sandbox may take of the per-user inotify limits. The kernel
+// charges a user namespace's use to its owner too, which is host root for
+// every sandbox: without a cap of its own, one sandbox could use up host
+// root's instances (fs.inotify.max_user_instances, 128 by default), as the
+// worker and every other sandbox also draw on them. Hosts raise their own
+// limits to capacity x these (scripts/bootstrap.sh, the Ansible role).
+const (
+	SandboxInotifyInstances = 128
+	SandboxInotifyWatches   = 65536
+)
+
+// limitUserNS sets the inotify limits of the user namespace of process pid
+// (the sandbox's agent). They are per-namespace sysctls that only a process
+// in that namespace with CAP_SYS_RESOURCE may set, which sandboxes lack; a
+// Go process cannot enter a user namespace, hence nsenter.
+func limitUserNS(ctx context.Context, pid int) error {
+	if pid <= 0 {
+		return errors.New("limit the sandbox's user namespace: no pid")
+	}
+	script := fmt.Sprintf("echo %d >/proc/sys/user/max_inotify_instances && echo %d >/proc/sys/user/max_inotify_watches",
+		SandboxInotifyInstances, SandboxInotifyWatches)
+	out, err := exec.CommandContext(ctx, "nsenter", "--user=/proc/"+strconv.Itoa(pid)+"/ns/user", "--", "/bin/sh", "-c", script).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("limit the sandbox's user namespace: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// HostLimitWarnings says which host limits are too low for capacity
+// sandboxes each taking its inotify share, with the command that fixes it.
+func HostLimitWarnings(capacity int) []string {
+	var out []string
+	for _, l := range []struct {
+		sysctl string
+		per    int
+	}{{"fs.inotify.max_user_instances", SandboxInotifyInstances}, {"fs.inotify.max_user_watches", SandboxInotifyWatches}} {
+		b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(l.sysctl, ".", "/"))
+		if err != nil {
+			continue
+		}
+		have, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if need := capacity * l.per; have < need {
+			out = append(out, fmt.Sprintf("%s is %d, below %d sandboxes x %d: sandboxes can use up host root's share (sysctl -w %s=%d)",
+				l.sysctl, have, capacity, l.per, l.sysctl, need))
+		}
+	}
+	return out
+}
+
+// diskMode finds, once, how this Podman service can bound a sandbox's disk.
+func (p *Podman) diskMode(ctx context.Context) (diskMode, error) {
+	p.diskMu.Lock()
+	defer p.diskMu.Unlock()
+	if p.disk != 0 {
+		return p.disk, nil
+	}
+	c, cancel := p.with(ctx)
+	defer cancel()
+	info, err := system.Info(c, nil)
+	if err != nil {
+		return 0, fmt.Errorf("podman info: %w", err)
+	}
+	if info.Store == nil {
+		return 0, errors.New("podman info: no storage information")
+	}
+	st := info.Store
+	mode, err := diskModeFor(st.GraphDriverName, st.GraphStatus["Backing Filesystem"], fmt.Sprint(st.GraphOptions["overlay.skip_mount_home"]) == "true")
+	if err != nil {
+		return 0, err
+	}
+	p.disk = mode
+	return mode, nil
+}
+
+// prepare readies what the created container needs on the host before it
+// starts: its tmpfs directories, owned by the sandbox's root (known only
+// now that Podman picked its id range), and its disk.
+func (p *Podman) prepare(c context.Context, id string, s Spec, disk diskMode) error {
+	data, err := containers.Inspect(c, id, nil)
+	if err != nil {
+		return fmt.Errorf("inspect created container: %w", err)
+	}
+	uid, gid, err := rootIDs(data.HostConfig)
+	if err != nil {
+		return err
+	}
+	for _, m := range s.Mounts {
+		if m.TmpfsBytes > 0 {
+			if err := mountTmpfs(m.Source, m.TmpfsBytes, uid, gid); err != nil {
+				return err
+			}
+		}
+	}
+	if disk != diskLoop {
+		return nil
+	}
+	layer := layerDir(data)
+	if layer == "" {
+		return errors.New("the created container has no overlay layer directory")
+	}
+	mnt, err := makeDisk(c, s.StateDir, s.DiskBytes)
+	if err != nil {
+		return fmt.Errorf("sandbox disk: %w", err)
+	}
+	return bindLayer(mnt, layer)
+}
+
+// layerDir is the directory of a container's writable overlay layer (its
+// upper and work directories), "" when there is none.
+func layerDir(data *define.InspectContainerData) string {
+	if data.GraphDriver == nil || data.GraphDriver.Name != "overlay" || data.GraphDriver.Data["UpperDir"] == "" {
+		return ""
+	}
+	return filepath.Dir(data.GraphDriver.Data["UpperDir"])
+}
+
+// rootIDs returns the host uid and gid that root in the container maps to.
+func rootIDs(hc *define.InspectContainerHostConfig) (uid, gid int, err error) {
+	if hc == nil || hc.IDMappings == nil {
+		return 0, 0, errors.New("the created container has no user namespace")
+	}
+	if uid, err = hostIDOfRoot(hc.IDMappings.UIDMap); err != nil {
+		return 0, 0, err
+	}
+	if gid, err = hostIDOfRoot(hc.IDMappings.GIDMap); err != nil {
+		return 0, 0, err
+	}
+	return uid, gid, nil
+}
+
+// hostIDOfRoot reads the host id of container id 0 from "container:host:size" entries.
+func hostIDOfRoot(m []string) (int, error) {
+	for _, e := range m {
+		parts := strings.Split(e, ":")
+		if len(parts) == 3 && parts[0] == "0" {
+			return strconv.Atoi(parts[1])
+		}
+	}
+	return 0, fmt.Errorf("no mapping for root in %v", m)
 }
 
 func resources(s Spec) *spec.LinuxResources {
@@ -206,6 +388,20 @@ func resources(s Spec) *spec.LinuxResources {
 func (p *Podman) Remove(ctx context.Context, name string) error {
 	c, cancel := p.with(ctx)
 	defer cancel()
+	// A layer on a sandbox disk of its own: stop first, so that the overlay
+	// is unmounted, then take the disk away, so that Podman deletes only the
+	// layer's skeleton and not the sandbox's files one by one.
+	if data, err := containers.Inspect(c, name, nil); err == nil {
+		if layer := layerDir(data); layer != "" && isMountPoint(layer) {
+			zero := uint(0)
+			if err := containers.Stop(c, name, &containers.StopOptions{Timeout: &zero}); err != nil && !isNotFound(err) && !isNotRunning(err) {
+				return fmt.Errorf("stop container %s: %w", name, err)
+			}
+			if err := unbindLayer(layer); err != nil {
+				return fmt.Errorf("detach the disk of container %s: %w", name, err)
+			}
+		}
+	}
 	force, volumes, timeout := true, true, uint(0)
 	_, err := containers.Remove(c, name, &containers.RemoveOptions{Force: &force, Volumes: &volumes, Timeout: &timeout})
 	if err != nil && !isNotFound(err) {
@@ -308,6 +504,12 @@ func (p *Podman) Pull(ctx context.Context, ref string, insecure bool, progress i
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	return nil
+}
+
+// isNotRunning: Podman answers 304 to stopping a stopped container.
+func isNotRunning(err error) bool {
+	var ee *errorhandling.ErrorModel
+	return errors.As(err, &ee) && ee.ResponseCode == http.StatusNotModified
 }
 
 // isNotFound reports whether Podman answered that the object does not

@@ -20,6 +20,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// init points the podman command, which some tests run, at the store of the
+// service tests use (`make bootstrap` writes it; `make test` exports it too).
+func init() {
+	if os.Getenv("CONTAINERS_STORAGE_CONF") != "" {
+		return
+	}
+	if conf := filepath.Join(repoRoot(), ".data", "containers", "storage.conf"); fileExists(conf) {
+		os.Setenv("CONTAINERS_STORAGE_CONF", conf)
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 // PodmanURI is the Podman service tests use: $OPENSANDBOX_PODMAN_URI, else
 // the socket `make bootstrap` starts in the repository.
 func PodmanURI() string {
