@@ -128,5 +128,8 @@ lint: ## gofmt and go vet
 .PHONY: clean
 clean: ## stop the Podman service, remove bin/ and .data/
 	-scripts/infra.sh down
+	-test -f $(CONTAINERS_STORAGE_CONF) && podman rm -af -t 0 >/dev/null
 	-scripts/podman-service.sh stop
+	@# sandbox disks and run directories: never delete through a mount
+	-awk '$$5 ~ "^$(DATA)/" {print $$5}' /proc/self/mountinfo | sort -r | xargs -r umount -l
 	rm -rf bin $(DATA)
