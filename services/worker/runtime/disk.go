@@ -96,6 +96,20 @@ func makeDisk(ctx context.Context, dir string, size int64) (string, error) {
 	return mnt, nil
 }
 
+// removeDisk undoes makeDisk in dir.
+func removeDisk(dir string) error {
+	if err := Unmount(filepath.Join(dir, "disk")); err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range []string{"disk", "disk.img"} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // attachLoop binds a free loop device to f with autoclear set.
 func attachLoop(f *os.File) (*os.File, error) {
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)

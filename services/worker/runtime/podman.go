@@ -196,15 +196,38 @@ func (p *Podman) Start(ctx context.Context, s Spec) (Container, error) {
 		}
 	}
 
+	// The sandbox's disk is made while Podman creates the container. On
+	// any error, the caller removes the container by name and unmounts
+	// what is left in StateDir.
+	var made chan diskResult
+	if disk == diskLoop {
+		made = make(chan diskResult, 1)
+		go func() {
+			mnt, err := makeDisk(c, s.StateDir, s.DiskBytes)
+			made <- diskResult{mnt, err}
+		}()
+	}
 	resp, err := containers.CreateWithSpec(c, g, nil)
+	var d diskResult
+	if made != nil {
+		d = <-made
+		if err != nil {
+			// No container: the disk goes too (a missing image is pulled
+			// and the create tried again).
+			if rerr := removeDisk(s.StateDir); rerr != nil {
+				return Container{}, fmt.Errorf("create container: %w (and %v)", unavailable(err), rerr)
+			}
+		} else if d.err != nil {
+			return Container{}, fmt.Errorf("sandbox disk: %w", d.err)
+		}
+	}
 	if err != nil {
 		if isNotFound(err) {
 			return Container{}, fmt.Errorf("image %s: %w", s.Image, ErrNotFound)
 		}
 		return Container{}, fmt.Errorf("create container: %w", unavailable(err))
 	}
-	// On any error below, the caller removes the container by name.
-	if err := p.prepare(c, resp.ID, s, disk); err != nil {
+	if err := p.prepare(c, resp.ID, s, d.mnt); err != nil {
 		return Container{}, err
 	}
 	if err := containers.Start(c, resp.ID, nil); err != nil {
@@ -212,14 +235,7 @@ func (p *Podman) Start(ctx context.Context, s Spec) (Container, error) {
 		// it fails too.
 		return Container{}, fmt.Errorf("start container: %w", unavailable(err))
 	}
-	ctr, err := p.Inspect(ctx, resp.ID)
-	if err != nil {
-		return Container{}, err
-	}
-	if err := limitUserNS(ctx, ctr.PID); err != nil {
-		return Container{}, err
-	}
-	return ctr, nil
+	return p.Inspect(ctx, resp.ID)
 }
 
 // diskMode finds, once, how this Podman service can bound a sandbox's disk.
@@ -247,10 +263,17 @@ func (p *Podman) diskMode(ctx context.Context) (diskMode, error) {
 	return mode, nil
 }
 
+// diskResult is a sandbox disk made for a container: where it is mounted.
+type diskResult struct {
+	mnt string
+	err error
+}
+
 // prepare readies what the created container needs on the host before it
 // starts: its tmpfs directories, owned by the sandbox's root (known only
-// now that Podman picked its id range), and its disk.
-func (p *Podman) prepare(c context.Context, id string, s Spec, disk diskMode) error {
+// now that Podman picked its id range), and the disk mounted at disk, if
+// any, bound over its writable layer.
+func (p *Podman) prepare(c context.Context, id string, s Spec, disk string) error {
 	data, err := containers.Inspect(c, id, nil)
 	if err != nil {
 		return fmt.Errorf("inspect created container: %w", err)
@@ -266,18 +289,14 @@ func (p *Podman) prepare(c context.Context, id string, s Spec, disk diskMode) er
 			}
 		}
 	}
-	if disk != diskLoop {
+	if disk == "" {
 		return nil
 	}
 	layer := layerDir(data)
 	if layer == "" {
 		return errors.New("the created container has no overlay layer directory")
 	}
-	mnt, err := makeDisk(c, s.StateDir, s.DiskBytes)
-	if err != nil {
-		return fmt.Errorf("sandbox disk: %w", err)
-	}
-	return bindLayer(mnt, layer)
+	return bindLayer(disk, layer)
 }
 
 // layerDir is the directory of a container's writable overlay layer (its

@@ -27,11 +27,12 @@ const (
 	SandboxInotifyWatches   = 65536
 )
 
-// limitUserNS sets the inotify limits of the user namespace of process pid
-// (the sandbox's agent). They are per-namespace sysctls that only a process
-// in that namespace with CAP_SYS_RESOURCE may set, which sandboxes lack; a
-// Go process cannot enter a user namespace, hence nsenter.
-func limitUserNS(ctx context.Context, pid int) error {
+// LimitUserNS sets the inotify limits of the user namespace of process pid
+// (a sandbox's agent, before any other process of the sandbox runs). They
+// are per-namespace sysctls that only a process in that namespace with
+// CAP_SYS_RESOURCE may set, which sandboxes lack; a Go process cannot enter
+// a user namespace, hence nsenter.
+func LimitUserNS(ctx context.Context, pid int) error {
 	if pid <= 0 {
 		return errors.New("limit the sandbox's user namespace: no pid")
 	}

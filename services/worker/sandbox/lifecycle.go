@@ -146,7 +146,15 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		return api.Sandbox{}, errs.Internal("start sandbox", err)
 	}
 	b.agent = agentclient.New(filepath.Join(runDir, agentapi.SocketName), ctr.PID)
-	if err := m.waitAgent(ctx, b.agent); err != nil {
+	// The sandbox's user namespace gets its limits while its agent starts;
+	// no command of the tenant runs before both are done.
+	limited := make(chan error, 1)
+	go func() { limited <- runtime.LimitUserNS(ctx, ctr.PID) }()
+	err = m.waitAgent(ctx, b.agent)
+	if lerr := <-limited; err == nil && lerr != nil {
+		err = errs.Internal("limit the sandbox's user namespace", lerr)
+	}
+	if err != nil {
 		b.agent.Close()
 		return api.Sandbox{}, err
 	}
