@@ -42,7 +42,7 @@ func (m *Manager) reconcileLoop() {
 
 // reconcile compares the live sandboxes with this worker's containers. A
 // sandbox whose container is missing or no longer running (its agent, PID 1,
-// was killed from inside with `kill 1`, or by the OOM killer) is destroyed
+// was killed from outside, or by the OOM killer) is destroyed
 // with reason error, which frees its capacity and ends its session. Then
 // the removals that failed earlier are tried again. A runtime that keeps
 // a host firewall re-asserts it first.
