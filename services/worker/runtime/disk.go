@@ -73,7 +73,7 @@ func makeDisk(ctx context.Context, dir string, size int64) (string, error) {
 	// No journal (a sandbox's disk does not outlive a host crash), no
 	// blocks reserved for root, inode tables left zero: the image is sparse
 	// and creating it takes milliseconds at any size.
-	out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
+	out, err := exec.CommandContext(ctx, hostTool("mkfs.ext4"), "-q", "-F", "-m", "0", "-O", "^has_journal",
 		"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", img).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("mkfs.ext4: %w: %s", err, strings.TrimSpace(string(out)))
@@ -108,6 +108,20 @@ func removeDisk(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// hostTool finds a system program by name on $PATH, else in the usual
+// system directories (a worker's PATH may lack the sbin ones).
+func hostTool(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
+		if p := filepath.Join(dir, name); unix.Access(p, unix.X_OK) == nil {
+			return p
+		}
+	}
+	return name
 }
 
 // attachLoop binds a free loop device to f with autoclear set.

@@ -38,7 +38,7 @@ func LimitUserNS(ctx context.Context, pid int) error {
 	}
 	script := fmt.Sprintf("echo %d >/proc/sys/user/max_inotify_instances && echo %d >/proc/sys/user/max_inotify_watches",
 		SandboxInotifyInstances, SandboxInotifyWatches)
-	out, err := exec.CommandContext(ctx, "nsenter", "--user=/proc/"+strconv.Itoa(pid)+"/ns/user", "--", "/bin/sh", "-c", script).CombinedOutput()
+	out, err := exec.CommandContext(ctx, hostTool("nsenter"), "--user=/proc/"+strconv.Itoa(pid)+"/ns/user", "--", "/bin/sh", "-c", script).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("limit the sandbox's user namespace: %w: %s", err, strings.TrimSpace(string(out)))
 	}

@@ -336,6 +336,8 @@ func (m *Manager) destroyIf(ctx context.Context, id, reason, detail string, cond
 	}
 	if ok && !m.closed {
 		delete(m.boxes, id)
+		// Its container goes below; until then it is no orphan.
+		m.pending[id] = struct{}{}
 		b.timer.Stop()
 		m.destroying.Add(1)
 	}
@@ -344,7 +346,12 @@ func (m *Manager) destroyIf(ctx context.Context, id, reason, detail string, cond
 	if !ok || closed {
 		return errs.ErrSandboxNotFound
 	}
-	defer m.destroying.Done()
+	defer func() {
+		m.mu.Lock()
+		delete(m.pending, id)
+		m.mu.Unlock()
+		m.destroying.Done()
+	}()
 	m.metrics.Active.Dec()
 	m.metrics.DiskLimitBytes.Sub(float64(int64(b.info.DiskMB) << 20))
 	m.metrics.Destroyed.WithLabelValues(reason).Inc()

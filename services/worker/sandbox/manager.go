@@ -49,7 +49,7 @@ type Manager struct {
 	mu         sync.Mutex
 	boxes      map[string]*box
 	creating   int                 // creates in flight, counted against capacity
-	pending    map[string]struct{} // ids of creates in flight, whose container may exist already
+	pending    map[string]struct{} // ids of creates and destroys in flight, whose container may exist
 	restored   atomic.Bool         // Restore has run: containers unknown by now are orphans
 	closed     bool                // set by Close; no destroy starts after it
 	destroying sync.WaitGroup      // destroys in flight; Close waits for them
