@@ -115,11 +115,22 @@ func Config(t testing.TB) sandbox.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() { RemoveDataDir(dir) })
 	cfg.DataDir = dir
 	cfg.AgentBinary = AgentBinary(t)
 	cfg.DefaultTemplate = "busybox"
 	return cfg
+}
+
+// RemoveDataDir removes a worker's data directory, unmounting first the
+// sandbox disks and run directories a worker that could not clean up (one
+// killed, or closed with sandboxes left) leaves mounted in it: removing
+// through them would only empty them and leak their mounts.
+func RemoveDataDir(dir string) error {
+	if err := runtime.Unmount(dir); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
 }
 
 // Logger returns a logger that writes to the test log only when -v is set.
