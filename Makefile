@@ -8,6 +8,8 @@ export CGO_ENABLED := 0
 export CONTAINERS_CONF := $(CURDIR)/scripts/containers.conf
 
 DATA ?= $(CURDIR)/.data
+# The project's own Podman store, set up by scripts/bootstrap.sh.
+export CONTAINERS_STORAGE_CONF ?= $(DATA)/containers/storage.conf
 export OPENSANDBOX_DATA_DIR ?= $(DATA)
 export OPENSANDBOX_PODMAN_URI ?= unix://$(DATA)/run/podman.sock
 export OPENSANDBOX_AGENT_BINARY ?= $(CURDIR)/bin/osb-agent
@@ -126,5 +128,8 @@ lint: ## gofmt and go vet
 .PHONY: clean
 clean: ## stop the Podman service, remove bin/ and .data/
 	-scripts/infra.sh down
+	-test -f $(CONTAINERS_STORAGE_CONF) && podman rm -af -t 0 >/dev/null
 	-scripts/podman-service.sh stop
+	@# sandbox disks and run directories: never delete through a mount
+	-awk '$$5 ~ "^$(DATA)/" {print $$5}' /proc/self/mountinfo | sort -r | xargs -r umount -l
 	rm -rf bin $(DATA)

@@ -202,6 +202,10 @@ job "opensandbox-worker" {
       volume_mount {
         volume      = "data"
         destination = "/var/lib/opensandbox"
+        # The worker mounts each sandbox's disk and run directory here, and
+        # binds disks over layers of the Podman store kept here too: those
+        # mounts must reach the host, where Podman starts the sandbox.
+        propagation_mode = "bidirectional"
       }
 
       volume_mount {

@@ -7,9 +7,28 @@ running() {
 	[ -S "$PODMAN_SOCK" ] && curl -sf --max-time 2 --unix-socket "$PODMAN_SOCK" http://d/_ping >/dev/null 2>&1
 }
 
+# graph_root prints the store of the running service.
+graph_root() {
+	curl -sf --max-time 5 --unix-socket "$PODMAN_SOCK" http://d/v4.0.0/libpod/info |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["store"]["graphRoot"])'
+}
+
+stop() {
+	[ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+	rm -f "$pidfile" "$PODMAN_SOCK"
+}
+
 case "${1:-start}" in
 start)
-	if running; then exit 0; fi
+	want=$(sed -n 's/^graphroot = "\(.*\)"$/\1/p' "$CONTAINERS_STORAGE_CONF" 2>/dev/null || true)
+	if running; then
+		have=$(graph_root || true)
+		if [ -z "$want" ] || [ "$have" = "$want" ]; then exit 0; fi
+		# Started before this checkout had a store of its own: the
+		# containers it runs keep running; new ones go to the new store.
+		step "restarting the podman service (store $have, want $want)"
+		stop
+	fi
 	mkdir -p "$RUN_DIR"
 	rm -f "$PODMAN_SOCK"
 	# setsid: the service must outlive the make target that starts it.
@@ -23,8 +42,7 @@ start)
 	die "podman service did not start"
 	;;
 stop)
-	[ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
-	rm -f "$pidfile" "$PODMAN_SOCK"
+	stop
 	;;
 status)
 	running && echo "running on $PODMAN_SOCK" || { echo "not running"; exit 1; }

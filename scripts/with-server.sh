@@ -33,6 +33,8 @@ cleanup() {
 		rc=1
 	fi
 	[ $rc -eq 0 ] || { echo "--- server log (last 40 lines)" >&2; tail -n 40 "$tmp/server.log" >&2; }
+	# sandbox disks left mounted are unmounted, never deleted through
+	awk -v d="$tmp/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | xargs -r umount -l
 	rm -rf "$tmp"
 	exit $rc
 }

@@ -79,6 +79,7 @@ func (c *Client) Create(ctx context.Context, opts CreateOptions) (*Sandbox, erro
 		Timeout:        seconds(opts.Timeout),
 		CPUCount:       opts.CPUCount,
 		MemoryMB:       opts.MemoryMB,
+		DiskMB:         opts.DiskMB,
 		Envs:           opts.Envs,
 		NetworkEnabled: opts.NetworkEnabled,
 		Region:         opts.Region,

@@ -20,7 +20,7 @@ func TestSandboxLifecycle(t *testing.T) {
 		Template: "busybox", Timeout: 2 * time.Minute,
 		Envs:     map[string]string{"GREETING": "hello from envs"},
 		Metadata: map[string]string{"owner": "go-sdk-test"},
-		CPUCount: 1, MemoryMB: 256, NetworkEnabled: false, Region: "local",
+		CPUCount: 1, MemoryMB: 256, DiskMB: 128, NetworkEnabled: false, Region: "local",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +30,7 @@ func TestSandboxLifecycle(t *testing.T) {
 	created := sbx.Cached()
 	if created.SandboxID == "" || created.SandboxID != sbx.ID() || created.TemplateID != "busybox" ||
 		created.Status != opensandbox.StatusRunning || created.Metadata["owner"] != "go-sdk-test" ||
-		created.CPUCount != 1 || created.MemoryMB != 256 || created.NetworkEnabled {
+		created.CPUCount != 1 || created.MemoryMB != 256 || created.DiskMB != 128 || created.NetworkEnabled {
 		t.Fatalf("create answered %+v", created)
 	}
 	if life := created.EndAt.Sub(created.StartedAt); life < 110*time.Second || life > 130*time.Second {

@@ -21,6 +21,7 @@ type SandboxInfo struct {
 	Metadata       map[string]string `json:"metadata,omitempty"`
 	CPUCount       int               `json:"cpuCount"`
 	MemoryMB       int               `json:"memoryMB"`
+	DiskMB         int               `json:"diskMB,omitempty"`
 	NetworkEnabled bool              `json:"networkEnabled"`
 	WorkerID       string            `json:"workerID,omitempty"`
 	Region         string            `json:"region,omitempty"`
@@ -38,6 +39,7 @@ type CreateOptions struct {
 	Metadata       map[string]string // free-form labels
 	CPUCount       int
 	MemoryMB       int
+	DiskMB         int // root file system limit in MiB; server default 10240
 	NetworkEnabled bool
 	Region         string
 }
@@ -50,6 +52,7 @@ type createRequest struct {
 	Timeout        int               `json:"timeout,omitempty"`
 	CPUCount       int               `json:"cpuCount,omitempty"`
 	MemoryMB       int               `json:"memoryMB,omitempty"`
+	DiskMB         int               `json:"diskMB,omitempty"`
 	Envs           map[string]string `json:"envs,omitempty"`
 	NetworkEnabled bool              `json:"networkEnabled,omitempty"`
 	Region         string            `json:"region,omitempty"`

@@ -35,6 +35,13 @@ func run() error {
 	socket := flag.String("socket", agentapi.SocketDir+"/"+agentapi.SocketName, "unix socket to serve on")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Not dumpable: the sandbox's processes run as the same (namespaced)
+	// root as we do, and would otherwise read or write our memory through
+	// /proc/1/mem or take our file descriptors; children get the flag back
+	// at exec.
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0); errno != 0 {
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", errno)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

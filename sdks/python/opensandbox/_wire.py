@@ -170,6 +170,7 @@ def sandbox_body(
     network_enabled: bool,
     region: Optional[str],
     alias: Optional[str],
+    disk_mb: Optional[int] = None,
 ) -> Dict[str, Any]:
     """The JSON body of ``POST /sandboxes``."""
     return compact({
@@ -179,6 +180,7 @@ def sandbox_body(
         "metadata": metadata or None,
         "cpuCount": cpu_count,
         "memoryMB": memory_mb,
+        "diskMB": disk_mb,
         "networkEnabled": True if network_enabled else None,
         "region": region,
         "alias": alias,

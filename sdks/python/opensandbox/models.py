@@ -54,6 +54,7 @@ class SandboxInfo:
     metadata: Dict[str, str] = field(default_factory=dict)
     cpu_count: int = 0
     memory_mb: int = 0
+    disk_mb: int = 0
     network_enabled: bool = False
     alias: Optional[str] = None
     region: Optional[str] = None
@@ -71,6 +72,7 @@ class SandboxInfo:
             metadata=dict(d.get("metadata") or {}),
             cpu_count=int(d.get("cpuCount") or 0),
             memory_mb=int(d.get("memoryMB") or 0),
+            disk_mb=int(d.get("diskMB") or 0),
             network_enabled=bool(d.get("networkEnabled")),
             alias=d.get("alias") or None,
             region=d.get("region") or None,

@@ -13,7 +13,7 @@ from opensandbox import NotFoundError, Sandbox, SandboxGoneError, SandboxInfo
 def test_create_with_options_info_list_and_kill():
     sbx = Sandbox.create(template="busybox", timeout=119.2, envs={"GREETING": "hello there"},
                          metadata={"suite": "python-sdk"}, cpu_count=1, memory_mb=256, network_enabled=True,
-                         alias="py-sdk-test")
+                         alias="py-sdk-test", disk_mb=128)
     try:
         info = sbx.get_info()
         assert info.sandbox_id == sbx.sandbox_id
@@ -21,6 +21,9 @@ def test_create_with_options_info_list_and_kill():
         assert info.metadata == {"suite": "python-sdk"}
         assert (info.cpu_count, info.memory_mb, info.network_enabled) == (1, 256, True)
         assert info.alias == "py-sdk-test"
+        assert info.disk_mb == 128
+        size_kib = int(sbx.commands.run("df -k / | tail -1").stdout.split()[1])
+        assert 96 << 10 < size_kib <= 128 << 10  # the limit is the root file system's size
         assert info.started_at is not None and info.end_at is not None
         lifetime = (info.end_at - info.started_at).total_seconds()
         assert 115 <= lifetime <= 125

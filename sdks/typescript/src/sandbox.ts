@@ -17,6 +17,8 @@ export interface SandboxInfo {
   metadata: Record<string, string>;
   cpuCount: number;
   memoryMB: number;
+  /** Limit of the root file system in MiB. */
+  diskMB: number;
   networkEnabled: boolean;
   workerId?: string;
   region?: string;
@@ -36,6 +38,8 @@ export interface SandboxOptions extends ConnectionOptions {
   alias?: string;
   cpuCount?: number;
   memoryMB?: number;
+  /** Limit of the root file system in MiB, default the server's (10240); writes past it fail with ENOSPC inside. */
+  diskMB?: number;
   /** Outbound network access; default off. */
   networkEnabled?: boolean;
   region?: string;
@@ -51,6 +55,7 @@ interface ServerSandbox {
   metadata?: Record<string, string>;
   cpuCount: number;
   memoryMB: number;
+  diskMB?: number;
   networkEnabled: boolean;
   workerID?: string;
   region?: string;
@@ -70,6 +75,7 @@ function info(s: ServerSandbox): SandboxInfo {
     metadata: s.metadata ?? {},
     cpuCount: s.cpuCount,
     memoryMB: s.memoryMB,
+    diskMB: s.diskMB ?? 0,
     networkEnabled: s.networkEnabled,
     workerId: s.workerID,
     region: s.region,
@@ -125,6 +131,7 @@ export class Sandbox {
         alias: opts.alias,
         cpuCount: opts.cpuCount,
         memoryMB: opts.memoryMB,
+        diskMB: opts.diskMB,
         networkEnabled: opts.networkEnabled,
         region: opts.region,
       },

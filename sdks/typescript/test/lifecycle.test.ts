@@ -11,6 +11,7 @@ test("create answers a running sandbox with what was asked", async () => {
     metadata: { suite: "ts", case: "create" },
     cpuCount: 1,
     memoryMB: 256,
+    diskMB: 128,
     networkEnabled: false,
   });
   assert.match(sbx.sandboxId, /^[a-z0-9]+$/);
@@ -21,6 +22,7 @@ test("create answers a running sandbox with what was asked", async () => {
   assert.deepEqual(info.metadata, { suite: "ts", case: "create" });
   assert.equal(info.cpuCount, 1);
   assert.equal(info.memoryMB, 256);
+  assert.equal(info.diskMB, 128);
   assert.equal(info.networkEnabled, false);
   assert.ok(info.startedAt instanceof Date && !Number.isNaN(info.startedAt.getTime()));
   const life = (info.endAt.getTime() - info.startedAt.getTime()) / 1000;

@@ -20,6 +20,7 @@ type SandboxConfig struct {
 	Timeout        int               `json:"timeout,omitempty"` // seconds
 	CPUCount       int               `json:"cpuCount,omitempty"`
 	MemoryMB       int               `json:"memoryMB,omitempty"`
+	DiskMB         int               `json:"diskMB,omitempty"` // root file system limit; default 10240
 	Envs           map[string]string `json:"envs,omitempty"`
 	NetworkEnabled bool              `json:"networkEnabled,omitempty"`
 	Region         string            `json:"region,omitempty"`
@@ -45,6 +46,7 @@ type Sandbox struct {
 	Metadata       map[string]string `json:"metadata,omitempty"`
 	CPUCount       int               `json:"cpuCount"`
 	MemoryMB       int               `json:"memoryMB"`
+	DiskMB         int               `json:"diskMB,omitempty"`
 	NetworkEnabled bool              `json:"networkEnabled"`
 	WorkerID       string            `json:"workerID,omitempty"`
 	Region         string            `json:"region,omitempty"`

@@ -8,17 +8,22 @@ import (
 	"log/slog"
 	"net/http"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/containers/podman/v5/libpod/define"
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/bindings/images"
+	"github.com/containers/podman/v5/pkg/bindings/system"
 	"github.com/containers/podman/v5/pkg/errorhandling"
 	"github.com/containers/podman/v5/pkg/specgen"
 	spec "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/prometheus/client_golang/prometheus"
 	nettypes "go.podman.io/common/libnetwork/types"
+	storagetypes "go.podman.io/storage/types"
 )
 
 var (
@@ -37,6 +42,9 @@ type Podman struct {
 	netMu sync.Mutex
 	netOK bool      // the sandbox network exists
 	fw    *firewall // its firewall (nil until the network exists, or when disabled)
+
+	diskMu sync.Mutex
+	disk   diskMode // how disk limits are enforced; 0 until first needed
 }
 
 // NewPodman connects to uri (e.g. unix:///run/opensandbox/podman.sock).
@@ -170,20 +178,134 @@ func (p *Podman) Start(ctx context.Context, s Spec) (Container, error) {
 	}
 	stop := uint(1)
 	g.StopTimeout = &stop
+	// A user namespace of its own: root in the sandbox is an unprivileged
+	// host uid from a range Podman picks (the `containers` entries of
+	// /etc/subuid and /etc/subgid), so per-user kernel limits and any file
+	// it may reach on the host are not host root's.
+	g.UserNS = specgen.Namespace{NSMode: specgen.Auto, Value: "size=" + strconv.Itoa(UserNSSize)}
+	g.IDMappings = &storagetypes.IDMappingOptions{AutoUserNs: true, AutoUserNsOpts: storagetypes.AutoUserNsOptions{Size: UserNSSize}}
+	g.SeccompProfilePath = s.SeccompProfile
+	var disk diskMode
+	if s.DiskBytes > 0 {
+		var err error
+		if disk, err = p.diskMode(ctx); err != nil {
+			return Container{}, err
+		}
+		if disk == diskStorageOpt {
+			g.StorageOpts = map[string]string{"size": strconv.FormatInt(s.DiskBytes, 10)}
+		}
+	}
 
+	// The sandbox's disk is made while Podman creates the container. On
+	// any error, the caller removes the container by name and unmounts
+	// what is left in StateDir.
+	var made chan diskResult
+	if disk == diskLoop {
+		made = make(chan diskResult, 1)
+		go func() {
+			mnt, err := makeDisk(c, s.StateDir, s.DiskBytes)
+			made <- diskResult{mnt, err}
+		}()
+	}
 	resp, err := containers.CreateWithSpec(c, g, nil)
+	var d diskResult
+	if made != nil {
+		d = <-made
+		if err != nil {
+			// No container: the disk goes too (a missing image is pulled
+			// and the create tried again).
+			if rerr := removeDisk(s.StateDir); rerr != nil {
+				return Container{}, fmt.Errorf("create container: %w (and %v)", unavailable(err), rerr)
+			}
+		} else if d.err != nil {
+			return Container{}, fmt.Errorf("sandbox disk: %w", d.err)
+		}
+	}
 	if err != nil {
 		if isNotFound(err) {
 			return Container{}, fmt.Errorf("image %s: %w", s.Image, ErrNotFound)
 		}
 		return Container{}, fmt.Errorf("create container: %w", unavailable(err))
 	}
+	if err := p.prepare(c, resp.ID, s, d.mnt); err != nil {
+		return Container{}, err
+	}
 	if err := containers.Start(c, resp.ID, nil); err != nil {
-		// The caller removes the container by name, and remembers it for
-		// the reconciler when that fails too.
+		// The caller also remembers it for the reconciler when removing
+		// it fails too.
 		return Container{}, fmt.Errorf("start container: %w", unavailable(err))
 	}
 	return p.Inspect(ctx, resp.ID)
+}
+
+// diskMode finds, once, how this Podman service can bound a sandbox's disk.
+func (p *Podman) diskMode(ctx context.Context) (diskMode, error) {
+	p.diskMu.Lock()
+	defer p.diskMu.Unlock()
+	if p.disk != 0 {
+		return p.disk, nil
+	}
+	c, cancel := p.with(ctx)
+	defer cancel()
+	info, err := system.Info(c, nil)
+	if err != nil {
+		return 0, fmt.Errorf("podman info: %w", err)
+	}
+	if info.Store == nil {
+		return 0, errors.New("podman info: no storage information")
+	}
+	st := info.Store
+	mode, err := diskModeFor(st.GraphDriverName, st.GraphStatus["Backing Filesystem"], fmt.Sprint(st.GraphOptions["overlay.skip_mount_home"]) == "true")
+	if err != nil {
+		return 0, err
+	}
+	p.disk = mode
+	return mode, nil
+}
+
+// diskResult is a sandbox disk made for a container: where it is mounted.
+type diskResult struct {
+	mnt string
+	err error
+}
+
+// prepare readies what the created container needs on the host before it
+// starts: its tmpfs directories, owned by the sandbox's root (known only
+// now that Podman picked its id range), and the disk mounted at disk, if
+// any, bound over its writable layer.
+func (p *Podman) prepare(c context.Context, id string, s Spec, disk string) error {
+	data, err := containers.Inspect(c, id, nil)
+	if err != nil {
+		return fmt.Errorf("inspect created container: %w", err)
+	}
+	uid, gid, err := rootIDs(data.HostConfig)
+	if err != nil {
+		return err
+	}
+	for _, m := range s.Mounts {
+		if m.TmpfsBytes > 0 {
+			if err := mountTmpfs(m.Source, m.TmpfsBytes, uid, gid); err != nil {
+				return err
+			}
+		}
+	}
+	if disk == "" {
+		return nil
+	}
+	layer := layerDir(data)
+	if layer == "" {
+		return errors.New("the created container has no overlay layer directory")
+	}
+	return bindLayer(disk, layer)
+}
+
+// layerDir is the directory of a container's writable overlay layer (its
+// upper and work directories), "" when there is none.
+func layerDir(data *define.InspectContainerData) string {
+	if data.GraphDriver == nil || data.GraphDriver.Name != "overlay" || data.GraphDriver.Data["UpperDir"] == "" {
+		return ""
+	}
+	return filepath.Dir(data.GraphDriver.Data["UpperDir"])
 }
 
 func resources(s Spec) *spec.LinuxResources {
@@ -206,6 +328,20 @@ func resources(s Spec) *spec.LinuxResources {
 func (p *Podman) Remove(ctx context.Context, name string) error {
 	c, cancel := p.with(ctx)
 	defer cancel()
+	// A layer on a sandbox disk of its own: stop first, so that the overlay
+	// is unmounted, then take the disk away, so that Podman deletes only the
+	// layer's skeleton and not the sandbox's files one by one.
+	if data, err := containers.Inspect(c, name, nil); err == nil {
+		if layer := layerDir(data); layer != "" && isMountPoint(layer) {
+			zero := uint(0)
+			if err := containers.Stop(c, name, &containers.StopOptions{Timeout: &zero}); err != nil && !isNotFound(err) && !isNotRunning(err) {
+				return fmt.Errorf("stop container %s: %w", name, err)
+			}
+			if err := unbindLayer(layer); err != nil {
+				return fmt.Errorf("detach the disk of container %s: %w", name, err)
+			}
+		}
+	}
 	force, volumes, timeout := true, true, uint(0)
 	_, err := containers.Remove(c, name, &containers.RemoveOptions{Force: &force, Volumes: &volumes, Timeout: &timeout})
 	if err != nil && !isNotFound(err) {
@@ -308,6 +444,12 @@ func (p *Podman) Pull(ctx context.Context, ref string, insecure bool, progress i
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	return nil
+}
+
+// isNotRunning: Podman answers 304 to stopping a stopped container.
+func isNotRunning(err error) bool {
+	var ee *errorhandling.ErrorModel
+	return errors.As(err, &ee) && ee.ResponseCode == http.StatusNotModified
 }
 
 // isNotFound reports whether Podman answered that the object does not

@@ -15,6 +15,10 @@ type Mount struct {
 	Source      string
 	Destination string
 	ReadOnly    bool
+	// TmpfsBytes > 0 makes Source, an empty host directory, a tmpfs of at
+	// most that many bytes owned by the sandbox's root before the sandbox
+	// starts: a bounded writable directory the host can also reach.
+	TmpfsBytes int64
 }
 
 // Spec describes one sandbox container.
@@ -30,6 +34,17 @@ type Spec struct {
 	PidsLimit   int64
 	Network     bool     // bridge network; none when false
 	CapAdd      []string // all other capabilities are dropped
+
+	// SeccompProfile is the path of a seccomp profile (JSON) on the
+	// runtime's host; "" keeps the runtime's default.
+	SeccompProfile string
+	// DiskBytes bounds the sandbox's writable root file system; 0 leaves
+	// it unbounded.
+	DiskBytes int64
+	// StateDir is a host directory of this sandbox alone, where the runtime
+	// may keep the sandbox's disk. Unmount(StateDir) after Remove releases
+	// what the runtime mounted there.
+	StateDir string
 }
 
 // Container is what the runtime knows about one container.

@@ -45,8 +45,12 @@ type Config struct {
 	DefaultMemMB   int
 	MaxMemMB       int
 	MinMemMB       int
-	PidsLimit      int64
-	Capacity       int // sandboxes this worker accepts at once
+	// Disk limit of a sandbox's root file system (DiskMB on create).
+	DefaultDiskMB int
+	MaxDiskMB     int
+	MinDiskMB     int
+	PidsLimit     int64
+	Capacity      int // sandboxes this worker accepts at once
 
 	// RetainEvents keeps a destroyed sandbox's directory (marked retired)
 	// until the event publisher has sent its events and removes it.
@@ -94,6 +98,9 @@ func DefaultConfig() Config {
 		DefaultMemMB:       512,
 		MaxMemMB:           8192,
 		MinMemMB:           64,
+		DefaultDiskMB:      10240,
+		MaxDiskMB:          102400,
+		MinDiskMB:          32,
 		PidsLimit:          256,
 		Capacity:           200,
 		PullTimeout:        5 * time.Minute,
@@ -125,6 +132,8 @@ func (c Config) Validate() error {
 		return errors.New("cpus: need 0 < default <= max")
 	case c.DefaultMemMB < c.MinMemMB || c.MaxMemMB < c.DefaultMemMB:
 		return errors.New("memory: need min <= default <= max")
+	case c.DefaultDiskMB < c.MinDiskMB || c.MaxDiskMB < c.DefaultDiskMB || c.MinDiskMB < 16:
+		return errors.New("disk: need 16 <= min <= default <= max")
 	case c.Capacity <= 0:
 		return errors.New("capacity must be positive")
 	case c.PullTimeout <= 0:

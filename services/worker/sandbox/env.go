@@ -22,6 +22,8 @@ func ConfigFromEnv(e *config.Env) Config {
 	c.MaxTimeout = e.Duration("OPENSANDBOX_MAX_TIMEOUT", c.MaxTimeout)
 	c.MaxCPUs = e.Int("OPENSANDBOX_MAX_CPUS", c.MaxCPUs)
 	c.MaxMemMB = e.Int("OPENSANDBOX_MAX_MEMORY_MB", c.MaxMemMB)
+	c.DefaultDiskMB = e.Int("OPENSANDBOX_DEFAULT_DISK_MB", c.DefaultDiskMB)
+	c.MaxDiskMB = e.Int("OPENSANDBOX_MAX_DISK_MB", c.MaxDiskMB)
 	c.PidsLimit = e.Int64("OPENSANDBOX_PIDS_LIMIT", c.PidsLimit)
 	c.Capacity = e.Int("OPENSANDBOX_CAPACITY", c.Capacity)
 	c.PullRegistries = e.List("OPENSANDBOX_PULL_REGISTRIES")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/agentapi"
@@ -26,7 +27,7 @@ func (m *Manager) Create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		return api.Sandbox{}, err
 	}
 	m.metrics.CreateDuration.WithLabelValues(sb.TemplateID).Observe(time.Since(start).Seconds())
-	m.log.Info("sandbox created", "sandbox_id", sb.SandboxID, "template", sb.TemplateID, "org_id", opts.OrgID, "duration_ms", time.Since(start).Milliseconds())
+	m.log.Info("sandbox created", "sandbox_id", sb.SandboxID, "template", sb.TemplateID, "disk_mb", sb.DiskMB, "org_id", opts.OrgID, "duration_ms", time.Since(start).Milliseconds())
 	return sb, nil
 }
 
@@ -68,10 +69,14 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		Metadata:       cfg.Metadata,
 		CPUCount:       r.cpus,
 		MemoryMB:       r.memMB,
+		DiskMB:         r.diskMB,
 		NetworkEnabled: cfg.NetworkEnabled,
 		WorkerID:       m.cfg.WorkerID,
 		Region:         m.cfg.Region,
 	}, opts.OrgID, filepath.Join(m.cfg.DataDir, "sandboxes", id))
+	if err := m.checkDiskSpace(int64(r.diskMB) << 20); err != nil {
+		return api.Sandbox{}, err
+	}
 	runDir := filepath.Join(b.dir, "run")
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return api.Sandbox{}, errs.Internal("create sandbox directory", err)
@@ -87,7 +92,7 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 			b.db.Close()
 		}
 		m.removeContainer(context.WithoutCancel(ctx), containerName(id))
-		os.RemoveAll(b.dir)
+		m.removeDir(b.dir)
 	}()
 
 	if b.db, err = sandboxdb.Open(filepath.Join(b.dir, "sandbox.db")); err != nil {
@@ -111,13 +116,16 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		},
 		Mounts: []runtime.Mount{
 			{Source: m.cfg.AgentBinary, Destination: agentapi.BinaryPath, ReadOnly: true},
-			{Source: runDir, Destination: agentapi.SocketDir},
+			{Source: runDir, Destination: agentapi.SocketDir, TmpfsBytes: runDirBytes},
 		},
-		CPUs:        float64(r.cpus),
-		MemoryBytes: int64(r.memMB) << 20,
-		PidsLimit:   m.cfg.PidsLimit,
-		Network:     cfg.NetworkEnabled,
-		CapAdd:      sandboxCaps,
+		CPUs:           float64(r.cpus),
+		MemoryBytes:    int64(r.memMB) << 20,
+		PidsLimit:      m.cfg.PidsLimit,
+		Network:        cfg.NetworkEnabled,
+		CapAdd:         sandboxCaps,
+		SeccompProfile: m.seccomp,
+		DiskBytes:      int64(r.diskMB) << 20,
+		StateDir:       b.dir,
 	}
 	m.imageMu.RLock()
 	ctr, err := m.start(ctx, spec, r, opts.OrgID)
@@ -138,7 +146,15 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 		return api.Sandbox{}, errs.Internal("start sandbox", err)
 	}
 	b.agent = agentclient.New(filepath.Join(runDir, agentapi.SocketName), ctr.PID)
-	if err := m.waitAgent(ctx, b.agent); err != nil {
+	// The sandbox's user namespace gets its limits while its agent starts;
+	// no command of the tenant runs before both are done.
+	limited := make(chan error, 1)
+	go func() { limited <- runtime.LimitUserNS(ctx, ctr.PID) }()
+	err = m.waitAgent(ctx, b.agent)
+	if lerr := <-limited; err == nil && lerr != nil {
+		err = errs.Internal("limit the sandbox's user namespace", lerr)
+	}
+	if err != nil {
 		b.agent.Close()
 		return api.Sandbox{}, err
 	}
@@ -153,8 +169,29 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 	info := b.info
 	m.mu.Unlock()
 	m.metrics.Active.Inc()
+	m.metrics.DiskLimitBytes.Add(float64(int64(r.diskMB) << 20))
 	ok = true
 	return info, nil
+}
+
+// runDirBytes bounds the tmpfs of a sandbox's run directory, which holds
+// only the agent's socket.
+const runDirBytes = 1 << 20
+
+// checkDiskSpace refuses a sandbox whose whole disk limit the data
+// directory's file system could not hold now: disks are sparse files, so
+// limits are overcommitted like memory, but a create never starts on a
+// nearly full host.
+func (m *Manager) checkDiskSpace(need int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(m.cfg.DataDir, &st); err != nil {
+		return errs.Internal("check free disk space", err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < need {
+		m.log.Warn("refusing a sandbox: data directory is nearly full", "free_bytes", free, "disk_limit_bytes", need)
+		return errs.Unavailable("worker_disk_full", "worker has %d MiB of disk left, less than the sandbox's %d MiB limit", free>>20, need>>20)
+	}
+	return nil
 }
 
 func containerName(id string) string { return "osb-" + id }
@@ -299,6 +336,8 @@ func (m *Manager) destroyIf(ctx context.Context, id, reason, detail string, cond
 	}
 	if ok && !m.closed {
 		delete(m.boxes, id)
+		// Its container goes below; until then it is no orphan.
+		m.pending[id] = struct{}{}
 		b.timer.Stop()
 		m.destroying.Add(1)
 	}
@@ -307,8 +346,14 @@ func (m *Manager) destroyIf(ctx context.Context, id, reason, detail string, cond
 	if !ok || closed {
 		return errs.ErrSandboxNotFound
 	}
-	defer m.destroying.Done()
+	defer func() {
+		m.mu.Lock()
+		delete(m.pending, id)
+		m.mu.Unlock()
+		m.destroying.Done()
+	}()
 	m.metrics.Active.Dec()
+	m.metrics.DiskLimitBytes.Sub(float64(int64(b.info.DiskMB) << 20))
 	m.metrics.Destroyed.WithLabelValues(reason).Inc()
 	// The agent is still up (unless its container died): ask it how the
 	// open terminals stand, so their rows end with real byte counts.
@@ -344,14 +389,42 @@ func (m *Manager) finish(ctx context.Context, b *box, reason, detail string) {
 // release removes a destroyed sandbox's directory, or, when events are
 // retained, only its socket directory plus a marker for the publisher.
 func (m *Manager) release(dir string) {
-	var err error
-	if m.cfg.RetainEvents {
-		os.RemoveAll(filepath.Join(dir, "run"))
-		err = os.WriteFile(filepath.Join(dir, sandboxdb.RetiredMarker), nil, 0o600)
-	} else {
-		err = os.RemoveAll(dir)
+	if !m.cfg.RetainEvents {
+		m.removeDir(dir)
+		return
+	}
+	err := m.unmount(dir)
+	for _, name := range []string{"run", "disk", "disk.img"} {
+		if err != nil {
+			break // not through a mount that stayed
+		}
+		if rerr := os.RemoveAll(filepath.Join(dir, name)); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	if werr := os.WriteFile(filepath.Join(dir, sandboxdb.RetiredMarker), nil, 0o600); werr != nil {
+		err = errors.Join(err, werr)
 	}
 	if err != nil {
 		m.log.Error("release sandbox directory", "dir", dir, "err", err)
 	}
+}
+
+// removeDir removes a sandbox's directory, its disk and run directory
+// unmounted first (the runtime's container must be gone). While anything
+// is still mounted there the directory stays: removing through a mount
+// would delete what it shows.
+func (m *Manager) removeDir(dir string) {
+	err := m.unmount(dir)
+	if err == nil {
+		err = os.RemoveAll(dir)
+	}
+	if err != nil {
+		m.log.Error("remove sandbox directory", "dir", dir, "err", err)
+	}
+}
+
+// unmount detaches what the runtime mounted in a sandbox's directory.
+func (m *Manager) unmount(dir string) error {
+	return runtime.Unmount(dir)
 }

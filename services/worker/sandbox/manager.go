@@ -44,11 +44,12 @@ type Manager struct {
 	// container's start; image GC holds it alone while it removes one.
 	imageMu sync.RWMutex
 	lock    *os.File // flock on the data directory, held while open
+	seccomp string   // path of the sandboxes' seccomp profile
 
 	mu         sync.Mutex
 	boxes      map[string]*box
 	creating   int                 // creates in flight, counted against capacity
-	pending    map[string]struct{} // ids of creates in flight, whose container may exist already
+	pending    map[string]struct{} // ids of creates and destroys in flight, whose container may exist
 	restored   atomic.Bool         // Restore has run: containers unknown by now are orphans
 	closed     bool                // set by Close; no destroy starts after it
 	destroying sync.WaitGroup      // destroys in flight; Close waits for them
@@ -188,11 +189,20 @@ func New(log *slog.Logger, rt runtime.Runtime, cfg Config, metrics *Metrics) (*M
 	if err != nil {
 		return nil, err
 	}
+	// The Podman service reads the profile from this path at every create.
+	seccomp := filepath.Join(cfg.DataDir, "seccomp.json")
+	if err := os.WriteFile(seccomp, runtime.SeccompProfile, 0o644); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("write seccomp profile: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{log: log, rt: rt, cfg: cfg, metrics: metrics, boxes: map[string]*box{}, unremoved: map[string]struct{}{}, pending: map[string]struct{}{},
-		ctx: ctx, cancel: cancel, lock: lock}
+		ctx: ctx, cancel: cancel, lock: lock, seccomp: seccomp}
 	m.pulled = loadPulledImages(cfg.DataDir)
 	m.images = newPuller(log, rt, cfg, metrics, m.pulled)
+	for _, w := range runtime.HostLimitWarnings(cfg.Capacity) {
+		log.Warn("host limit too low for this worker's capacity", "detail", w)
+	}
 	m.reconciler.Add(1)
 	go m.reconcileLoop()
 	return m, nil

@@ -28,6 +28,9 @@ type Metrics struct {
 	ImagePullRefusals *prometheus.CounterVec // by reason
 	ImagesRemoved     prometheus.Counter
 	ImagePullDuration prometheus.Histogram
+
+	DiskLimitBytes prometheus.Gauge // sum of the live sandboxes' disk limits
+	DiskUsedBytes  prometheus.Gauge // sum of what they use, as of the last reconcile
 }
 
 // NewMetrics registers the metrics with reg.
@@ -104,6 +107,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "opensandbox_image_pull_duration_seconds", Help: "Time to pull an image.",
 		Buckets: []float64{.5, 1, 2, 5, 10, 30, 60, 120, 300},
 	})
+	m.DiskLimitBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "opensandbox_sandbox_disk_limit_bytes", Help: "Sum of the disk limits of the sandboxes running on this worker.",
+	})
+	m.DiskUsedBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "opensandbox_sandbox_disk_used_bytes", Help: "Sum of the disk the sandboxes on this worker use (per-sandbox disk images; updated every reconcile).",
+	})
+	reg.MustRegister(m.DiskLimitBytes, m.DiskUsedBytes)
 	reg.MustRegister(m.Active, m.CreateDuration, m.CreateErrors, m.Destroyed, m.ExecDuration, m.Commands, m.OOMKills, m.FileBytes,
 		m.ProcessStarts, m.StreamsActive, m.StreamBytes, m.PTYActive, m.PTYSessions, m.PTYBytes, m.WatchesActive, m.WatchEvents, m.ConnRefusals, m.OrphansRemoved,
 		m.ImagePulls, m.ImagePullRefusals, m.ImagePullDuration, m.ImagesRemoved)

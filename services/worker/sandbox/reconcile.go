@@ -42,7 +42,7 @@ func (m *Manager) reconcileLoop() {
 
 // reconcile compares the live sandboxes with this worker's containers. A
 // sandbox whose container is missing or no longer running (its agent, PID 1,
-// was killed from inside with `kill 1`, or by the OOM killer) is destroyed
+// was killed from outside, or by the OOM killer) is destroyed
 // with reason error, which frees its capacity and ends its session. Then
 // the removals that failed earlier are tried again. A runtime that keeps
 // a host firewall re-asserts it first.
@@ -62,10 +62,13 @@ func (m *Manager) reconcile() {
 	// list, is not judged against it.
 	m.mu.Lock()
 	ids := make([]string, 0, len(m.boxes))
-	for id := range m.boxes {
+	dirs := make([]string, 0, len(m.boxes))
+	for id, b := range m.boxes {
 		ids = append(ids, id)
+		dirs = append(dirs, b.dir)
 	}
 	m.mu.Unlock()
+	m.measureDisks(dirs)
 	lctx, lcancel := context.WithTimeout(m.ctx, reconcilePass)
 	ctrs, err := m.rt.List(lctx, map[string]string{LabelWorker: m.cfg.WorkerID})
 	lcancel()
@@ -131,6 +134,18 @@ func (m *Manager) removeOrphans(ctx context.Context, ctrs []runtime.Container) {
 			m.lost(ctx, id, "its create was cut off (worker or Podman restart)")
 		}
 	}
+}
+
+// measureDisks sets the disk-used gauge from the sandboxes' own disks (one
+// statfs each).
+func (m *Manager) measureDisks(dirs []string) {
+	var sum int64
+	for _, d := range dirs {
+		if used, _, ok := runtime.DiskUsage(d); ok {
+			sum += used
+		}
+	}
+	m.metrics.DiskUsedBytes.Set(float64(sum))
 }
 
 // removeContainer force-removes a container; one that cannot be removed now

@@ -20,8 +20,10 @@ import (
 	"github.com/opensandbox/opensandbox/services/worker/sandboxtest"
 )
 
-// A sandbox whose container dies under the worker (its agent killed from
-// outside, or from inside with `kill 1`) is destroyed by the reconciler:
+// A sandbox whose container dies under the worker (its agent killed, or
+// stopped with SIGTERM, from outside: from inside, signals to the agent are
+// refused, see TestSignalsToTheAgentFromInsideDoNotEndTheSandbox) is
+// destroyed by the reconciler:
 // it leaves the manager with an error event, the OnDestroy hook runs, its
 // container is removed and its capacity is free again.
 func TestDeadContainerIsReconciled(t *testing.T) {
@@ -34,9 +36,9 @@ func TestDeadContainerIsReconciled(t *testing.T) {
 				t.Fatalf("podman kill: %v %s", err, out)
 			}
 		}},
-		{"kill 1 inside", func(t *testing.T, m *sandbox.Manager, id string) {
-			if _, err := m.StartProcess(context.Background(), id, api.ProcessConfig{Cmd: "kill 1"}); err != nil {
-				t.Fatal(err)
+		{"SIGTERM", func(t *testing.T, m *sandbox.Manager, id string) {
+			if out, err := exec.Command("podman", "kill", "--signal", "TERM", "osb-"+id).CombinedOutput(); err != nil {
+				t.Fatalf("podman kill: %v %s", err, out)
 			}
 		}},
 	} {

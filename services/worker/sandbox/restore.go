@@ -121,6 +121,7 @@ func (m *Manager) restoreOne(ctx context.Context, id string, c runtime.Container
 	m.schedule(b)
 	m.mu.Unlock()
 	m.metrics.Active.Inc()
+	m.metrics.DiskLimitBytes.Add(float64(int64(b.info.DiskMB) << 20))
 	m.resumePTYs(ctx, b)
 	return nil
 }

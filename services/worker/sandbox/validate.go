@@ -32,6 +32,7 @@ type resolved struct {
 	timeout  time.Duration
 	cpus     int
 	memMB    int
+	diskMB   int
 }
 
 // imageOf is the image of a template: a named template's, or the template
@@ -83,6 +84,13 @@ func (m *Manager) validate(cfg api.SandboxConfig) (resolved, error) {
 	}
 	if r.memMB < m.cfg.MinMemMB || r.memMB > m.cfg.MaxMemMB {
 		return r, errs.Invalid("memoryMB must be between %d and %d", m.cfg.MinMemMB, m.cfg.MaxMemMB)
+	}
+	r.diskMB = cfg.DiskMB
+	if r.diskMB == 0 {
+		r.diskMB = m.cfg.DefaultDiskMB
+	}
+	if r.diskMB < m.cfg.MinDiskMB || r.diskMB > m.cfg.MaxDiskMB {
+		return r, errs.Invalid("diskMB must be between %d and %d", m.cfg.MinDiskMB, m.cfg.MaxDiskMB)
 	}
 	for k := range cfg.Envs {
 		if !envKeyRE.MatchString(k) {

@@ -20,6 +20,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// init points the podman command, which some tests run, at the store of the
+// service tests use (`make bootstrap` writes it; `make test` exports it too).
+func init() {
+	if os.Getenv("CONTAINERS_STORAGE_CONF") != "" {
+		return
+	}
+	if conf := filepath.Join(repoRoot(), ".data", "containers", "storage.conf"); fileExists(conf) {
+		os.Setenv("CONTAINERS_STORAGE_CONF", conf)
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 // PodmanURI is the Podman service tests use: $OPENSANDBOX_PODMAN_URI, else
 // the socket `make bootstrap` starts in the repository.
 func PodmanURI() string {
@@ -99,11 +115,22 @@ func Config(t testing.TB) sandbox.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() { RemoveDataDir(dir) })
 	cfg.DataDir = dir
 	cfg.AgentBinary = AgentBinary(t)
 	cfg.DefaultTemplate = "busybox"
 	return cfg
+}
+
+// RemoveDataDir removes a worker's data directory, unmounting first the
+// sandbox disks and run directories a worker that could not clean up (one
+// killed, or closed with sandboxes left) leaves mounted in it: removing
+// through them would only empty them and leak their mounts.
+func RemoveDataDir(dir string) error {
+	if err := runtime.Unmount(dir); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
 }
 
 // Logger returns a logger that writes to the test log only when -v is set.

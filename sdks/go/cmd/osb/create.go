@@ -18,6 +18,7 @@ func runCreate(ctx context.Context, a *app, args []string) error {
 	fs.Var(meta, "metadata", "metadata K=V (repeatable)")
 	cpus := fs.Int("cpu", 0, "CPU count")
 	mem := fs.Int("memory", 0, "memory in MB")
+	disk := fs.Int("disk", 0, "disk limit in MB (server default: 10240)")
 	network := fs.Bool("network", false, "allow network access")
 	asJSON := fs.Bool("json", false, "print the sandbox as JSON")
 	pos, _, err := parseFlags(fs, args)
@@ -29,7 +30,7 @@ func runCreate(ctx context.Context, a *app, args []string) error {
 	}
 	sbx, err := a.client.Create(ctx, opensandbox.CreateOptions{
 		Template: *template, Timeout: time.Duration(timeout), Envs: envs, Metadata: meta,
-		CPUCount: *cpus, MemoryMB: *mem, NetworkEnabled: *network,
+		CPUCount: *cpus, MemoryMB: *mem, DiskMB: *disk, NetworkEnabled: *network,
 	})
 	if err != nil {
 		return err

@@ -68,13 +68,15 @@ class AsyncSandbox:
         region: Optional[str] = None,
         *,
         alias: Optional[str] = None,
+        disk_mb: Optional[int] = None,
         api_url: Optional[str] = None,
         api_key: Optional[str] = None,
         request_timeout: Optional[float] = None,
     ) -> "AsyncSandbox":
         """Creates a sandbox; arguments as in ``Sandbox.create``."""
         config = ConnectionConfig.resolve(api_url, api_key, request_timeout)
-        body = sandbox_body(template, timeout, envs, metadata, cpu_count, memory_mb, network_enabled, region, alias)
+        body = sandbox_body(template, timeout, envs, metadata, cpu_count, memory_mb, network_enabled, region, alias,
+                            disk_mb)
         return cls._open(config, await cls._call(config, "POST", "/sandboxes", json=body))
 
     @classmethod

@@ -77,6 +77,7 @@ class Sandbox:
         region: Optional[str] = None,
         *,
         alias: Optional[str] = None,
+        disk_mb: Optional[int] = None,
         api_url: Optional[str] = None,
         api_key: Optional[str] = None,
         request_timeout: Optional[float] = None,
@@ -94,11 +95,14 @@ class Sandbox:
             network_enabled: give the sandbox network access (off by default).
             region: where to place it, when the deployment has regions.
             alias: a name for the sandbox.
+            disk_mb: limit of the sandbox's root file system in MiB (server default
+                10240); writing past it fails with ENOSPC inside the sandbox.
             api_url, api_key: override ``OPENSANDBOX_API_URL`` / ``OPENSANDBOX_API_KEY``.
             request_timeout: seconds an ordinary request may take (default 60).
         """
         config = ConnectionConfig.resolve(api_url, api_key, request_timeout)
-        body = sandbox_body(template, timeout, envs, metadata, cpu_count, memory_mb, network_enabled, region, alias)
+        body = sandbox_body(template, timeout, envs, metadata, cpu_count, memory_mb, network_enabled, region, alias,
+                            disk_mb)
         return cls._open(config, cls._call(config, "POST", "/sandboxes", json=body))
 
     @classmethod

@@ -110,7 +110,7 @@ func killedWorkerDir(t *testing.T, id string) string {
 			rt.Remove(ctx, ctr.Name)
 		}
 		sandboxtest.ExpectNoContainers(t, rt, id)
-		os.RemoveAll(dataDir)
+		sandboxtest.RemoveDataDir(dataDir)
 	})
 	return dataDir
 }

@@ -14,7 +14,7 @@ func SandboxToProto(sb api.Sandbox, orgID string) *Sandbox {
 		SandboxId: sb.SandboxID, TemplateId: sb.TemplateID, Alias: sb.Alias, Status: sb.Status,
 		StartedAt: timestamppb.New(sb.StartedAt), EndAt: timestamppb.New(sb.EndAt),
 		Metadata: sb.Metadata, CpuCount: int32(sb.CPUCount), MemoryMb: int32(sb.MemoryMB),
-		NetworkEnabled: sb.NetworkEnabled, WorkerId: sb.WorkerID, Region: sb.Region, OrgId: orgID,
+		DiskMb: int32(sb.DiskMB), NetworkEnabled: sb.NetworkEnabled, WorkerId: sb.WorkerID, Region: sb.Region, OrgId: orgID,
 	}
 }
 
@@ -23,8 +23,8 @@ func SandboxFromProto(p *Sandbox) api.Sandbox {
 	return api.Sandbox{
 		SandboxID: p.GetSandboxId(), TemplateID: p.GetTemplateId(), Alias: p.GetAlias(), Status: p.GetStatus(),
 		StartedAt: p.GetStartedAt().AsTime(), EndAt: p.GetEndAt().AsTime(), Metadata: p.GetMetadata(),
-		CPUCount: int(p.GetCpuCount()), MemoryMB: int(p.GetMemoryMb()), NetworkEnabled: p.GetNetworkEnabled(),
-		WorkerID: p.GetWorkerId(), Region: p.GetRegion(),
+		CPUCount: int(p.GetCpuCount()), MemoryMB: int(p.GetMemoryMb()), DiskMB: int(p.GetDiskMb()),
+		NetworkEnabled: p.GetNetworkEnabled(), WorkerID: p.GetWorkerId(), Region: p.GetRegion(),
 	}
 }
 
@@ -32,7 +32,7 @@ func SandboxFromProto(p *Sandbox) api.Sandbox {
 func ConfigToProto(c api.SandboxConfig) *SandboxConfig {
 	return &SandboxConfig{
 		Template: c.TemplateName(), Alias: c.Alias, Metadata: c.Metadata, TimeoutSeconds: int64(c.Timeout),
-		CpuCount: int32(c.CPUCount), MemoryMb: int32(c.MemoryMB), Envs: c.Envs, NetworkEnabled: c.NetworkEnabled,
+		CpuCount: int32(c.CPUCount), MemoryMb: int32(c.MemoryMB), DiskMb: int32(c.DiskMB), Envs: c.Envs, NetworkEnabled: c.NetworkEnabled,
 	}
 }
 
@@ -40,7 +40,7 @@ func ConfigToProto(c api.SandboxConfig) *SandboxConfig {
 func ConfigFromProto(c *SandboxConfig) api.SandboxConfig {
 	return api.SandboxConfig{
 		TemplateID: c.GetTemplate(), Alias: c.GetAlias(), Metadata: c.GetMetadata(), Timeout: int(c.GetTimeoutSeconds()),
-		CPUCount: int(c.GetCpuCount()), MemoryMB: int(c.GetMemoryMb()), Envs: c.GetEnvs(), NetworkEnabled: c.GetNetworkEnabled(),
+		CPUCount: int(c.GetCpuCount()), MemoryMB: int(c.GetMemoryMb()), DiskMB: int(c.GetDiskMb()), Envs: c.GetEnvs(), NetworkEnabled: c.GetNetworkEnabled(),
 	}
 }
 

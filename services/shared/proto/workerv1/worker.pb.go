@@ -44,6 +44,7 @@ type SandboxConfig struct {
 	MemoryMb       int32                  `protobuf:"varint,6,opt,name=memory_mb,json=memoryMb,proto3" json:"memory_mb,omitempty"`
 	Envs           map[string]string      `protobuf:"bytes,7,rep,name=envs,proto3" json:"envs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	NetworkEnabled bool                   `protobuf:"varint,8,opt,name=network_enabled,json=networkEnabled,proto3" json:"network_enabled,omitempty"`
+	DiskMb         int32                  `protobuf:"varint,9,opt,name=disk_mb,json=diskMb,proto3" json:"disk_mb,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -134,6 +135,13 @@ func (x *SandboxConfig) GetNetworkEnabled() bool {
 	return false
 }
 
+func (x *SandboxConfig) GetDiskMb() int32 {
+	if x != nil {
+		return x.DiskMb
+	}
+	return 0
+}
+
 type CreateSandboxRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *SandboxConfig         `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -201,6 +209,7 @@ type Sandbox struct {
 	WorkerId       string                 `protobuf:"bytes,11,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	Region         string                 `protobuf:"bytes,12,opt,name=region,proto3" json:"region,omitempty"`
 	OrgId          string                 `protobuf:"bytes,13,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	DiskMb         int32                  `protobuf:"varint,14,opt,name=disk_mb,json=diskMb,proto3" json:"disk_mb,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -324,6 +333,13 @@ func (x *Sandbox) GetOrgId() string {
 		return x.OrgId
 	}
 	return ""
+}
+
+func (x *Sandbox) GetDiskMb() int32 {
+	if x != nil {
+		return x.DiskMb
+	}
+	return 0
 }
 
 type DestroySandboxRequest struct {
@@ -1957,7 +1973,7 @@ var File_worker_proto protoreflect.FileDescriptor
 
 const file_worker_proto_rawDesc = "" +
 	"\n" +
-	"\fworker.proto\x12\x15opensandbox.worker.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x03\n" +
+	"\fworker.proto\x12\x15opensandbox.worker.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x03\n" +
 	"\rSandboxConfig\x12\x1a\n" +
 	"\btemplate\x18\x01 \x01(\tR\btemplate\x12\x14\n" +
 	"\x05alias\x18\x02 \x01(\tR\x05alias\x12N\n" +
@@ -1966,7 +1982,8 @@ const file_worker_proto_rawDesc = "" +
 	"\tcpu_count\x18\x05 \x01(\x05R\bcpuCount\x12\x1b\n" +
 	"\tmemory_mb\x18\x06 \x01(\x05R\bmemoryMb\x12B\n" +
 	"\x04envs\x18\a \x03(\v2..opensandbox.worker.v1.SandboxConfig.EnvsEntryR\x04envs\x12'\n" +
-	"\x0fnetwork_enabled\x18\b \x01(\bR\x0enetworkEnabled\x1a;\n" +
+	"\x0fnetwork_enabled\x18\b \x01(\bR\x0enetworkEnabled\x12\x17\n" +
+	"\adisk_mb\x18\t \x01(\x05R\x06diskMb\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
@@ -1975,7 +1992,7 @@ const file_worker_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
 	"\x14CreateSandboxRequest\x12<\n" +
 	"\x06config\x18\x01 \x01(\v2$.opensandbox.worker.v1.SandboxConfigR\x06config\x12\x15\n" +
-	"\x06org_id\x18\x02 \x01(\tR\x05orgId\"\x9b\x04\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\"\xb4\x04\n" +
 	"\aSandbox\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1f\n" +
@@ -1993,7 +2010,8 @@ const file_worker_proto_rawDesc = "" +
 	" \x01(\bR\x0enetworkEnabled\x12\x1b\n" +
 	"\tworker_id\x18\v \x01(\tR\bworkerId\x12\x16\n" +
 	"\x06region\x18\f \x01(\tR\x06region\x12\x15\n" +
-	"\x06org_id\x18\r \x01(\tR\x05orgId\x1a;\n" +
+	"\x06org_id\x18\r \x01(\tR\x05orgId\x12\x17\n" +
+	"\adisk_mb\x18\x0e \x01(\x05R\x06diskMb\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"6\n" +
