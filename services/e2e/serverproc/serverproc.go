@@ -44,11 +44,18 @@ type Binaries struct {
 	Server, Agent string
 }
 
-// Build compiles opensandbox-server and osb-agent into dir.
+// Build compiles opensandbox-server and osb-agent into dir. It also points
+// this process's podman commands at the checkout's own image store, as the
+// Makefile does, when the caller has not chosen one.
 func Build(dir string) (Binaries, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return Binaries{}, err
+	}
+	if conf := filepath.Join(root, ".data", "containers", "storage.conf"); os.Getenv("CONTAINERS_STORAGE_CONF") == "" {
+		if _, err := os.Stat(conf); err == nil {
+			os.Setenv("CONTAINERS_STORAGE_CONF", conf)
+		}
 	}
 	b := Binaries{Server: filepath.Join(dir, "opensandbox-server"), Agent: filepath.Join(dir, "osb-agent")}
 	for out, pkg := range map[string]string{b.Server: "./services/controlplane", b.Agent: "./services/agent"} {

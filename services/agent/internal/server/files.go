@@ -61,8 +61,13 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("X-File-Mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
 	if !fi.Mode().IsRegular() {
-		f.SetReadDeadline(time.Now().Add(specialFileWait)) // pipes; devices cannot wait
-		io.Copy(w, io.LimitReader(f, specialFileMax))
+		deadline := time.Now().Add(specialFileWait)
+		f.SetReadDeadline(deadline) // pipes; devices cannot wait
+		var r io.Reader = f
+		if fi.Mode()&fs.ModeNamedPipe != 0 {
+			r = &fifoReader{f: f, deadline: deadline}
+		}
+		io.Copy(w, io.LimitReader(r, specialFileMax))
 		return
 	}
 	// ServeContent streams from the file and answers Range requests.
@@ -70,6 +75,29 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 		w = &rangeErrorWriter{ResponseWriter: w}
 	}
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// fifoReader reads a FIFO as cat does, within a deadline: until its writers
+// are gone once one has written, waiting for a first writer meanwhile (a
+// FIFO opened without blocking reads end of file while nobody writes).
+type fifoReader struct {
+	f        *os.File
+	deadline time.Time
+	wrote    bool
+}
+
+func (r *fifoReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.f.Read(p)
+		if n > 0 {
+			r.wrote = true
+			return n, err
+		}
+		if err != io.EOF || r.wrote || time.Now().After(r.deadline) {
+			return n, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // rangeErrorWriter turns the plain-text 416 answer of http.ServeContent

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -13,8 +14,8 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/agentapi"
 )
 
-// A device that never ends is read up to the cap, and a FIFO that no one
-// writes answers at once instead of holding the request forever.
+// A device that never ends is read up to the cap, and a FIFO is read as cat
+// reads it (a FIFO no one writes ends at the deadline, specialFileWait).
 func TestReadOfSpecialFilesEnds(t *testing.T) {
 	srv, home := newServer(t)
 	start := time.Now()
@@ -26,8 +27,16 @@ func TestReadOfSpecialFilesEnds(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A writer that comes a moment later is read to its end, as cat would.
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.WriteString("through the pipe\n")
+			f.Close()
+		}
+	}()
 	resp, body = call(t, srv, "GET", "/files", url.Values{"path": {fifo}}, nil)
-	if resp.StatusCode != 200 || len(body) != 0 {
+	if resp.StatusCode != 200 || string(body) != "through the pipe\n" {
 		t.Fatalf("fifo: %d, %q", resp.StatusCode, body)
 	}
 	if d := time.Since(start); d > specialFileWait {
