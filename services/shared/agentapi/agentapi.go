@@ -67,6 +67,7 @@ type ExecExit struct {
 	ExitCode        int   `json:"exitCode"`
 	TimedOut        bool  `json:"timedOut,omitempty"`
 	DurationMs      int64 `json:"durationMs"`
+	DurationUs      int64 `json:"durationUs,omitempty"` // the same, finer: fork to exit
 	StdoutLen       int   `json:"stdoutLen"`
 	StderrLen       int   `json:"stderrLen"`
 	StdoutTruncated bool  `json:"stdoutTruncated,omitempty"`

@@ -131,6 +131,18 @@ func newApp(log *slog.Logger, m *Metrics, t timeouts) *fiber.App {
 	return app
 }
 
+const localStart = "requestStart"
+
+// SinceStart returns how long ago the current request reached the server's
+// first middleware (0 outside it).
+func SinceStart(c *fiber.Ctx) time.Duration {
+	t, ok := c.Locals(localStart).(time.Time)
+	if !ok {
+		return 0
+	}
+	return time.Since(t)
+}
+
 // RequestID returns the id of the current request.
 func RequestID(c *fiber.Ctx) string {
 	id, _ := c.Locals("requestID").(string)
@@ -149,6 +161,7 @@ func requestMiddleware(log *slog.Logger, m *Metrics, t timeouts) fiber.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		c.Locals("requestID", id)
+		c.Locals(localStart, start)
 		c.Set("X-Request-Id", id)
 
 		err := c.Next()

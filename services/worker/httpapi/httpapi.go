@@ -181,11 +181,13 @@ func (h *Handlers) exec(c *fiber.Ctx) error {
 	ctx, cancel := context.WithCancel(c.UserContext())
 	stop := watchHangup(c.Context().Conn(), cancel)
 	done := func() { stop(); cancel() }
+	before := httpx.SinceStart(c) // routing, authentication, reading the request
 	res, err := h.sb.Command(ctx, id, p)
 	if err != nil {
 		done()
 		return err
 	}
+	c.Set("Server-Timing", serverTiming(before, res.Timing))
 	if res.StdoutLen+res.StderrLen <= bufferedAnswer {
 		defer done()
 		whole, err := res.Collect()
@@ -203,6 +205,13 @@ func (h *Handlers) exec(c *fiber.Ctx) error {
 		writeResultJSON(w, res)
 	})
 	return nil
+}
+
+// serverTiming tells a client where a command's time went on the server
+// (the Server-Timing header: the bench's per-step breakdown reads it).
+func serverTiming(before time.Duration, t sandbox.ExecTiming) string {
+	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 3, 64) }
+	return "request;dur=" + ms(before) + ", agent;dur=" + ms(t.Agent) + ", process;dur=" + ms(t.Process) + ", log;dur=" + ms(t.Log)
 }
 
 func pathQuery(c *fiber.Ctx) (string, error) {

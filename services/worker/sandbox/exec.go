@@ -57,8 +57,16 @@ type ExecResult struct {
 	api.ProcessResult // everything but Stdout and Stderr
 	StdoutLen         int
 	StderrLen         int
+	Timing            ExecTiming
 	answer            *agentclient.ExecAnswer
 	release           func()
+}
+
+// ExecTiming is where a command's time went on the worker: the round trip
+// to the agent, of it the process itself (fork to exit, as the agent saw
+// it), and writing the command log row and its event.
+type ExecTiming struct {
+	Agent, Process, Log time.Duration
 }
 
 // WriteOutput streams stdout, then stderr, to the writers.
@@ -128,8 +136,10 @@ func (m *Manager) Command(ctx context.Context, id string, p api.ProcessConfig) (
 	if a.OOMKilled {
 		m.metrics.OOMKills.Inc()
 	}
+	agentTime := time.Since(start)
 	m.logCommand(ctx, b, p, finished{exitCode: a.ExitCode, durationMs: a.DurationMs, stdoutLen: a.StdoutLen, stderrLen: a.StderrLen}, start)
 	return &ExecResult{
+		Timing: ExecTiming{Agent: agentTime, Process: time.Duration(a.DurationUs) * time.Microsecond, Log: time.Since(start) - agentTime},
 		ProcessResult: api.ProcessResult{
 			ExitCode: a.ExitCode, StdoutTruncated: a.StdoutTruncated, StderrTruncated: a.StderrTruncated,
 			TimedOut: a.TimedOut, DurationMs: a.DurationMs, OOMKilled: a.OOMKilled,

@@ -70,6 +70,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		ExitCode:        res.ExitCode,
 		TimedOut:        res.TimedOut,
 		DurationMs:      res.Duration.Milliseconds(),
+		DurationUs:      res.Duration.Microseconds(),
 		StdoutLen:       res.Stdout.Len(),
 		StderrLen:       res.Stderr.Len(),
 		StdoutTruncated: res.Stdout.Truncated(),
