@@ -206,7 +206,7 @@ func SandboxJWT(tokens *SandboxTokens, workerID string, rev *Revocations, onFail
 		if proto != "" {
 			c.Locals(LocalWebSocketProtocol, proto)
 		}
-		return c.Next()
+		return rev.Explain(c.UserContext(), claims.KeyID, c.Next())
 	}
 }
 

@@ -190,6 +190,20 @@ func (r *Revocations) Bind(parent context.Context, keyID string) context.Context
 	return ctx
 }
 
+// Explain turns the failure of a request whose context Bind ended (its key
+// was revoked while it ran, or the view went stale) into that reason, so
+// the caller sees 403 token_revoked rather than a cancelled request.
+// A nil Revocations, or a request that did not end that way, keeps err.
+func (r *Revocations) Explain(ctx context.Context, keyID string, err error) error {
+	if r == nil || err == nil || keyID == "" || ctx.Err() == nil {
+		return err
+	}
+	if cerr := r.Check(keyID); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
 // keyContext is a context that ends when done is closed; its parent is
 // never cancelled, so no goroutine needs to wait for both.
 type keyContext struct {

@@ -124,7 +124,7 @@ func (a *Authenticator) Middleware() fiber.Handler {
 		if a.rev != nil && caller.KeyID != "" {
 			c.SetUserContext(a.rev.Bind(c.UserContext(), caller.KeyID))
 		}
-		return c.Next()
+		return a.rev.Explain(c.UserContext(), caller.KeyID, c.Next())
 	}
 }
 

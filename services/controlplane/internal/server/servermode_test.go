@@ -289,7 +289,9 @@ func TestServerModeQuotaKeysAndOrgs(t *testing.T) {
 // A worker that answers "full" is skipped for the next; when every worker
 // is full the answer is 503 no_worker_available.
 func TestServerModeFullWorkerSkipped(t *testing.T) {
-	c := startCluster(t, nil)
+	// The workers beat once, so they must not go stale while ten creates
+	// run on a loaded machine.
+	c := startCluster(t, func(cfg *Config) { cfg.StaleAfter = 5 * time.Minute })
 	fillOne := func(m *sandbox.Manager) {
 		if _, err := m.Create(context.Background(), api.SandboxConfig{TemplateID: "busybox"}, sandbox.CreateOptions{}); err != nil {
 			t.Fatal(err)
