@@ -24,6 +24,10 @@ type SandboxConfig struct {
 	Envs           map[string]string `json:"envs,omitempty"`
 	NetworkEnabled bool              `json:"networkEnabled,omitempty"`
 	Region         string            `json:"region,omitempty"`
+	// StrictRegion keeps the sandbox in Region (or the default region):
+	// without capacity there the create fails (503 no_capacity) instead of
+	// falling back to the next region.
+	StrictRegion bool `json:"strictRegion,omitempty"`
 }
 
 // TemplateName returns templateID, or template when only that was sent.

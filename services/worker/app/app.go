@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	consulapi "github.com/hashicorp/consul/api"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opensandbox/opensandbox/services/shared/api"
@@ -21,6 +22,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
 	"github.com/opensandbox/opensandbox/services/shared/obs"
 	"github.com/opensandbox/opensandbox/services/shared/proto/workerv1"
+	"github.com/opensandbox/opensandbox/services/worker/consulreg"
 	"github.com/opensandbox/opensandbox/services/worker/grpcserver"
 	"github.com/opensandbox/opensandbox/services/worker/heartbeat"
 	"github.com/opensandbox/opensandbox/services/worker/httpapi"
@@ -50,6 +52,8 @@ type Worker struct {
 	http *fiber.App
 	grpc *grpc.Server
 	hb   *heartbeat.Heartbeat
+	reg  *consulreg.Registrar // nil unless the registry is Consul
+	gsrv *grpcserver.Server
 	pub  *publisher.Publisher // nil when events are not published
 	bus  Bus
 	rev  *auth.Revocations
@@ -108,8 +112,6 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, bus Bus, cfg C
 		grpcx.NewSecretAuth(cfg.ClusterSecret, func(string) { authFailures.WithLabelValues("grpc", "cluster_secret").Inc() }),
 		grpcx.NewMetrics(reg, "server"), extra...,
 	)...)
-	workerv1.RegisterSandboxWorkerServer(gs, grpcserver.New(mgr))
-
 	hb, err := heartbeat.New(log, bus, heartbeat.Config{
 		WorkerID: cfg.Sandbox.WorkerID, Region: cfg.Sandbox.Region,
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPURL,
@@ -118,8 +120,38 @@ func New(log *slog.Logger, reg *prometheus.Registry, mgr Manager, bus Bus, cfg C
 	if err != nil {
 		return nil, err
 	}
-	w.http, w.grpc, w.hb = app, gs, hb
+	w.hb = hb
+	if cfg.Registry == RegistryConsul {
+		if cfg.Consul == nil {
+			return nil, errors.New("the Consul registry needs a Consul client")
+		}
+		w.reg, err = consulreg.New(log, cfg.Consul, consulreg.Config{
+			WorkerID: cfg.Sandbox.WorkerID, Region: cfg.Sandbox.Region, HTTPURL: cfg.HTTPURL, GRPCAddr: cfg.GRPCAddr,
+			Capacity: cfg.Sandbox.Capacity, Version: cfg.Version, TTL: cfg.ConsulTTL,
+		}, nil)
+		if err != nil {
+			return nil, err
+		}
+	}
+	w.gsrv = grpcserver.New(mgr, w.announceDraining)
+	workerv1.RegisterSandboxWorkerServer(gs, w.gsrv)
+	w.http, w.grpc = app, gs
 	return w, nil
+}
+
+// announceDraining tells the control planes that the worker drains (or no
+// longer does): at once in a heartbeat, and in its Consul registration.
+func (w *Worker) announceDraining(ctx context.Context, on bool) {
+	w.log.Info("draining", "on", on)
+	w.hb.SetDraining(on)
+	if err := w.hb.Beat(); err != nil {
+		w.log.Warn("draining heartbeat not published", "err", err)
+	}
+	if w.reg != nil {
+		if err := w.reg.SetDraining(ctx, on); err != nil {
+			w.log.Warn("draining not registered in Consul", "err", err)
+		}
+	}
 }
 
 // health answers GET /health, with the event backlog when this worker
@@ -163,6 +195,24 @@ func (w *Worker) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
 	go func() { defer close(hbDone); w.hb.Run(hbCtx) }()
 	revDone := make(chan struct{})
 	go func() { defer close(revDone); followRevocations(hbCtx, w.log, w.bus, w.rev) }()
+	if w.reg != nil {
+		// Registered once serving; a failure here (the agent not up yet) is
+		// mended by the check loop, which registers again when Consul does
+		// not know the check.
+		if err := w.reg.Register(ctx); err != nil {
+			w.log.Warn("consul registration", "err", err)
+		}
+		regDone := make(chan struct{})
+		go func() { defer close(regDone); w.reg.Run(hbCtx) }()
+		defer func() {
+			<-regDone
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := w.reg.Deregister(dctx); err != nil {
+				w.log.Warn("consul deregistration", "err", err)
+			}
+		}()
+	}
 	w.log.Info("worker serving", "worker_id", w.cfg.Sandbox.WorkerID, "region", w.cfg.Sandbox.Region,
 		"http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "connect_url", w.cfg.HTTPURL, "grpc_addr", w.cfg.GRPCAddr)
 
@@ -175,10 +225,7 @@ func (w *Worker) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
 	// control plane places nothing new here, and does not take a restart
 	// that outlasts its stale timeout for a lost worker.
 	w.log.Info("worker shutting down; draining")
-	w.hb.SetDraining(true)
-	if berr := w.hb.Beat(); berr != nil {
-		w.log.Warn("draining heartbeat not published", "err", berr)
-	}
+	w.announceDraining(context.WithoutCancel(ctx), true)
 	defer func() { stopHB(); <-hbDone; <-revDone }()
 	stopped := make(chan struct{})
 	go func() { w.grpc.GracefulStop(); close(stopped) }()
@@ -206,6 +253,13 @@ func Main(ctx context.Context) error {
 	}
 	reg := obs.NewRegistry()
 
+	if cfg.Registry == RegistryConsul {
+		// The local agent: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN and the
+		// other standard CONSUL_* variables.
+		if cfg.Consul, err = consulapi.NewClient(consulapi.DefaultConfig()); err != nil {
+			return fmt.Errorf("consul: %w", err)
+		}
+	}
 	nc, err := natsx.Connect(cfg.NATSURL, "worker-"+cfg.Sandbox.WorkerID, natsx.As(natsx.RoleWorker), natsx.Log(log))
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)

@@ -12,13 +12,21 @@ import (
 	"strings"
 	"time"
 
+	consulapi "github.com/hashicorp/consul/api"
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/config"
 	"github.com/opensandbox/opensandbox/services/shared/grpcx"
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
+	"github.com/opensandbox/opensandbox/services/worker/consulreg"
 	"github.com/opensandbox/opensandbox/services/worker/heartbeat"
 	"github.com/opensandbox/opensandbox/services/worker/publisher"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
+)
+
+// Registries a worker can announce itself in.
+const (
+	RegistryNATS   = "nats"
+	RegistryConsul = "consul"
 )
 
 // Config is a worker's configuration, read from the environment.
@@ -52,6 +60,14 @@ type Config struct {
 	// GRPCTLS serves gRPC over TLS with this certificate; with a CA the
 	// control plane must present a certificate signed by it (mutual TLS).
 	GRPCTLS grpcx.TLSFiles
+
+	// Registry is where the control plane learns of this worker: "nats"
+	// (heartbeats only, the default) or "consul" (the worker also registers
+	// with its local Consul agent, found by CONSUL_HTTP_ADDR).
+	Registry  string
+	ConsulTTL time.Duration
+	// Consul is the client of the local agent (set by Main with "consul").
+	Consul *consulapi.Client
 
 	LogLevel   string
 	PodmanURI  string
@@ -96,6 +112,8 @@ func LoadConfig() (Config, error) {
 			Key:  e.String("OPENSANDBOX_GRPC_TLS_KEY", ""),
 			CA:   e.String("OPENSANDBOX_GRPC_TLS_CA", ""),
 		},
+		Registry:   e.String("OPENSANDBOX_REGISTRY", RegistryNATS),
+		ConsulTTL:  e.Duration("OPENSANDBOX_CONSUL_TTL", consulreg.DefaultTTL),
 		LogLevel:   e.String("OPENSANDBOX_LOG_LEVEL", "info"),
 		PodmanURI:  e.String("OPENSANDBOX_PODMAN_URI", "unix:///run/opensandbox/podman.sock"),
 		OCIRuntime: e.String("OPENSANDBOX_OCI_RUNTIME", ""),
@@ -142,6 +160,10 @@ func (c Config) Validate() error {
 		return errors.New("HTTPS on the data path needs both OPENSANDBOX_TLS_CERT and OPENSANDBOX_TLS_KEY")
 	case c.DataTLSCert != "" && !strings.HasPrefix(c.HTTPURL, "https://"):
 		return errors.New("OPENSANDBOX_WORKER_URL must be https:// when the data path serves TLS")
+	case c.Registry != RegistryNATS && c.Registry != RegistryConsul:
+		return fmt.Errorf("OPENSANDBOX_REGISTRY %q: want %s or %s", c.Registry, RegistryNATS, RegistryConsul)
+	case c.ConsulTTL < time.Second:
+		return errors.New("OPENSANDBOX_CONSUL_TTL must be at least 1s")
 	case c.GRPCTLS.Enabled() && (c.GRPCTLS.Cert == "" || c.GRPCTLS.Key == ""):
 		return errors.New("gRPC TLS needs OPENSANDBOX_GRPC_TLS_CERT and OPENSANDBOX_GRPC_TLS_KEY")
 	}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/api"
@@ -43,15 +44,37 @@ const maxFile = grpcx.MaxMessage - 1<<20
 // Server implements workerv1.SandboxWorkerServer.
 type Server struct {
 	workerv1.UnimplementedSandboxWorkerServer
-	sb Sandboxes
+	sb       Sandboxes
+	draining atomic.Bool
+	drainer  Drainer
 }
 
 var _ workerv1.SandboxWorkerServer = (*Server)(nil)
 
-// New returns a server over sb.
-func New(sb Sandboxes) *Server { return &Server{sb: sb} }
+// Drainer announces that the worker starts (or stops) draining: its
+// heartbeat and its Consul registration say so.
+type Drainer func(ctx context.Context, on bool)
+
+// New returns a server over sb; drainer (optional) is told of drains.
+func New(sb Sandboxes, drainer Drainer) *Server { return &Server{sb: sb, drainer: drainer} }
+
+// Draining reports whether the worker refuses new sandboxes.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// SetDraining makes the worker refuse (or take again) new sandboxes; the
+// ones it runs go on until they end.
+func (s *Server) SetDraining(ctx context.Context, r *workerv1.SetDrainingRequest) (*workerv1.SetDrainingResponse, error) {
+	s.draining.Store(r.GetDraining())
+	if s.drainer != nil {
+		s.drainer(ctx, r.GetDraining())
+	}
+	return &workerv1.SetDrainingResponse{Current: int32(len(s.sb.List(ctx, "")))}, nil
+}
 
 func (s *Server) CreateSandbox(ctx context.Context, r *workerv1.CreateSandboxRequest) (*workerv1.Sandbox, error) {
+	if s.draining.Load() {
+		return nil, errs.Unavailable("worker_draining", "the worker is draining: it takes no new sandboxes")
+	}
 	sb, err := s.sb.Create(ctx, workerv1.ConfigFromProto(r.GetConfig()), sandbox.CreateOptions{OrgID: r.GetOrgId()})
 	if err != nil {
 		return nil, err

@@ -28,7 +28,7 @@ func serve(t *testing.T) (workerv1.SandboxWorkerClient, string) {
 	t.Helper()
 	mgr := sandboxtest.Manager(t, sandboxtest.Runtime(t), sandboxtest.Config(t))
 	srv := grpc.NewServer(grpcx.ServerOptions(grpcx.NewSecretAuth(secret, nil), grpcx.NewMetrics(prometheus.NewRegistry(), "server"))...)
-	workerv1.RegisterSandboxWorkerServer(srv, New(mgr))
+	workerv1.RegisterSandboxWorkerServer(srv, New(mgr, nil))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -63,6 +63,7 @@ var _ Registry = (*registry.Registry)(nil)
 // Metrics are the placement metrics.
 type Metrics struct {
 	Decisions *prometheus.CounterVec
+	Fallbacks *prometheus.CounterVec
 	Duration  prometheus.Histogram
 }
 
@@ -71,20 +72,42 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "opensandbox_placement_decisions_total",
-			Help: "Placement attempts by result (placed, worker_full, unreachable, rejected, no_worker).",
+			Help: "Placement attempts by result (placed, worker_full, worker_draining, unreachable, rejected, no_worker).",
 		}, []string{"region", "result"}),
+		Fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opensandbox_placement_fallbacks_total",
+			Help: "Sandboxes placed outside the region asked for, which had no capacity (OPENSANDBOX_REGION_FALLBACK).",
+		}, []string{"from", "to"}),
 		Duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "opensandbox_placement_duration_seconds", Help: "Time to place and create a sandbox on a worker, retries included.",
 			Buckets: []float64{.01, .025, .05, .1, .15, .2, .3, .5, 1, 2, 5, 10, 30},
 		}),
 	}
-	reg.MustRegister(m.Decisions, m.Duration)
+	reg.MustRegister(m.Decisions, m.Fallbacks, m.Duration)
 	return m
 }
 
 // Config configures the API.
 type Config struct {
 	DefaultRegion string
+	// RegionFallback is the order in which other regions are tried when the
+	// one asked for has no capacity (unless the request is strictRegion).
+	RegionFallback []string
+}
+
+// regionOrder is where a create for region may go: that region, then the
+// fallback order without it; only that region when strict.
+func (c Config) regionOrder(region string, strict bool) []string {
+	out := []string{region}
+	if strict {
+		return out
+	}
+	for _, r := range c.RegionFallback {
+		if r != region {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // API is the server-mode REST API.
@@ -151,7 +174,7 @@ func (a *API) create(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	sb, w, err := a.place(ctx, region, cfg, caller.OrgID())
+	sb, w, err := a.placeInRegions(ctx, region, cfg, caller.OrgID())
 	if err != nil {
 		a.tracker.Abort(ctx, res)
 		return err
@@ -165,6 +188,30 @@ func (a *API) create(c *fiber.Ctx) error {
 		return err
 	}
 	return c.Status(fiber.StatusCreated).JSON(sb)
+}
+
+// placeInRegions places in region, or else in the next region of the
+// fallback order that has capacity; the answer's region is the one used.
+func (a *API) placeInRegions(ctx context.Context, region string, cfg api.SandboxConfig, orgID string) (api.Sandbox, registry.Worker, error) {
+	order := a.cfg.regionOrder(region, cfg.StrictRegion)
+	for _, r := range order {
+		sb, w, err := a.place(ctx, r, cfg, orgID)
+		if errs.As(err).Code == "no_worker_available" {
+			continue
+		}
+		if err == nil {
+			sb.Region = r
+			if r != region {
+				a.metrics.Fallbacks.WithLabelValues(region, r).Inc()
+				a.log.Info("placed in a fallback region", "requested_region", region, "region", r, "sandbox_id", sb.SandboxID, "worker_id", w.ID)
+			}
+		}
+		return sb, w, err
+	}
+	if cfg.StrictRegion {
+		return api.Sandbox{}, registry.Worker{}, errs.Unavailable("no_capacity", "no healthy capacity in region %q (strictRegion)", region)
+	}
+	return api.Sandbox{}, registry.Worker{}, errs.Unavailable("no_worker_available", "no worker with free capacity in regions %s", strings.Join(order, ", "))
 }
 
 // place creates the sandbox on a worker of region: best of K by load; a
@@ -187,9 +234,9 @@ func (a *API) place(ctx context.Context, region string, cfg api.SandboxConfig, o
 		}
 		e := errs.As(err)
 		switch e.Code {
-		case "worker_full":
+		case "worker_full", "worker_draining":
 			a.reg.MarkFull(w.ID)
-			a.metrics.Decisions.WithLabelValues(region, "worker_full").Inc()
+			a.metrics.Decisions.WithLabelValues(region, e.Code).Inc()
 		case "worker_unreachable":
 			a.metrics.Decisions.WithLabelValues(region, "unreachable").Inc()
 			a.log.Warn("worker unreachable at create; trying another", "worker_id", w.ID, "err", err)

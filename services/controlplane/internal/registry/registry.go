@@ -1,6 +1,9 @@
-// Package registry keeps the control plane's in-memory view of its workers,
-// fed by their NATS heartbeats. A worker that misses beats for StaleAfter is
-// dropped and reported to OnDrop (its sandboxes are failed, not migrated).
+// Package registry keeps the control plane's in-memory view of its workers.
+// By default NATS heartbeats are both membership and load: a worker that
+// misses beats for StaleAfter is dropped and reported to OnDrop (its
+// sandboxes are failed, not migrated). With an external membership source
+// (Consul, see Sync) that source alone decides who is in; heartbeats then
+// only carry the live load of the members.
 package registry
 
 import (
@@ -31,8 +34,13 @@ type Worker struct {
 	CPUPct   float64   `json:"cpu_pct"`
 	MemPct   float64   `json:"mem_pct"`
 	Version  string    `json:"version,omitempty"`
-	Draining bool      `json:"draining,omitempty"` // shutting down: no new sandboxes
+	Draining bool      `json:"draining,omitempty"` // shutting down or drained: no new sandboxes
 	LastSeen time.Time `json:"last_heartbeat"`
+	// Lost says why a dropped worker left (for OnDrop).
+	Lost string `json:"-"`
+
+	memberDraining bool // the membership source says draining
+	beatDraining   bool // the last heartbeat says draining
 }
 
 // Load is the worker's fill ratio, the placement score (lower is better).
@@ -64,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "opensandbox_worker_heartbeat_age_seconds", Help: "Seconds since each worker's last heartbeat (at the last sweep).",
 		}, []string{"worker_id"}),
 		Lost: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "opensandbox_workers_lost_total", Help: "Workers dropped after missing their heartbeats.",
+			Name: "opensandbox_workers_lost_total", Help: "Workers dropped: heartbeats missed, or critical or gone in Consul.",
 		}),
 		Beats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "opensandbox_heartbeats_received_total", Help: "Worker heartbeats received.",
@@ -85,6 +93,9 @@ type Config struct {
 	// worker after the control plane restarted. The control plane
 	// reconciles its sessions with what the worker really runs.
 	OnJoin func(Worker)
+	// External: membership comes from Sync (Consul); heartbeats of workers
+	// that are not members are kept aside and only fill in their load.
+	External bool
 }
 
 // Registry is the set of live workers.
@@ -96,6 +107,7 @@ type Registry struct {
 
 	mu      sync.RWMutex
 	workers map[string]*Worker
+	beats   map[string]*Worker // External: the last heartbeat of each worker
 }
 
 // New returns an empty registry.
@@ -103,7 +115,7 @@ func New(log *slog.Logger, cfg Config, m *Metrics) *Registry {
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = DefaultStaleAfter
 	}
-	return &Registry{log: log, cfg: cfg, metrics: m, now: time.Now, workers: map[string]*Worker{}}
+	return &Registry{log: log, cfg: cfg, metrics: m, now: time.Now, workers: map[string]*Worker{}, beats: map[string]*Worker{}}
 }
 
 // Observe takes a heartbeat.
@@ -114,7 +126,11 @@ func (r *Registry) Observe(hb *workerv1.Heartbeat) {
 	w := Worker{
 		ID: hb.GetWorkerId(), Region: hb.GetRegion(), GRPCAddr: hb.GetGrpcAddr(), HTTPAddr: hb.GetHttpAddr(),
 		Capacity: int(hb.GetCapacity()), Current: int(hb.GetCurrent()), CPUPct: hb.GetCpuPct(), MemPct: hb.GetMemPct(),
-		Version: hb.GetVersion(), Draining: hb.GetDraining(), LastSeen: r.now(),
+		Version: hb.GetVersion(), Draining: hb.GetDraining(), beatDraining: hb.GetDraining(), LastSeen: r.now(),
+	}
+	if r.cfg.External {
+		r.observeLoad(w)
+		return
 	}
 	r.mu.Lock()
 	_, known := r.workers[w.ID]
@@ -129,6 +145,67 @@ func (r *Registry) Observe(hb *workerv1.Heartbeat) {
 	if r.metrics != nil {
 		r.metrics.Beats.Inc()
 	}
+	r.updateGauges()
+}
+
+// observeLoad takes a heartbeat when membership is external: it updates
+// the load of a member, and is kept for a worker that is not one (yet).
+func (r *Registry) observeLoad(hb Worker) {
+	r.mu.Lock()
+	r.beats[hb.ID] = &hb
+	if w, ok := r.workers[hb.ID]; ok {
+		w.Current, w.CPUPct, w.MemPct, w.LastSeen = hb.Current, hb.CPUPct, hb.MemPct, hb.LastSeen
+		w.beatDraining = hb.beatDraining
+		w.Draining = w.memberDraining || w.beatDraining
+	}
+	r.mu.Unlock()
+	if r.metrics != nil {
+		r.metrics.Beats.Inc()
+	}
+}
+
+// Sync sets the members of a region, as the membership source (Consul) sees
+// them: healthy workers only. Members that are missing now are dropped
+// (OnDrop: their sessions fail), new ones join (OnJoin). Addresses,
+// capacity and draining come from the source; the load from heartbeats.
+func (r *Registry) Sync(region string, members []Worker) {
+	now := r.now()
+	seen := make(map[string]bool, len(members))
+	var joined, dropped []Worker
+	r.mu.Lock()
+	for _, m := range members {
+		m.Region = region
+		seen[m.ID] = true
+		w, ok := r.workers[m.ID]
+		if !ok {
+			w = &Worker{ID: m.ID, LastSeen: now}
+			if hb, ok := r.beats[m.ID]; ok {
+				w.Current, w.CPUPct, w.MemPct, w.LastSeen, w.beatDraining = hb.Current, hb.CPUPct, hb.MemPct, hb.LastSeen, hb.beatDraining
+			}
+			r.workers[m.ID] = w
+		}
+		w.Region, w.GRPCAddr, w.HTTPAddr, w.Capacity, w.Version = region, m.GRPCAddr, m.HTTPAddr, m.Capacity, m.Version
+		w.memberDraining = m.Draining
+		w.Draining = w.memberDraining || w.beatDraining
+		if !ok {
+			joined = append(joined, *w)
+		}
+	}
+	for id, w := range r.workers {
+		if w.Region == region && !seen[id] {
+			w.Lost = "critical or gone in Consul"
+			dropped = append(dropped, *w)
+			delete(r.workers, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, w := range joined {
+		r.log.Info("worker joined", "worker_id", w.ID, "region", w.Region, "grpc_addr", w.GRPCAddr, "http_addr", w.HTTPAddr, "capacity", w.Capacity, "draining", w.Draining, "source", "consul")
+		if r.cfg.OnJoin != nil {
+			go r.cfg.OnJoin(w)
+		}
+	}
+	r.dropped(dropped)
 	r.updateGauges()
 }
 
@@ -192,14 +269,17 @@ func (r *Registry) List() []Worker {
 	return out
 }
 
-// Sweep drops the workers that missed their beats and returns them.
+// Sweep drops the workers that missed their beats and returns them. With
+// external membership it drops none: the source decides (a member whose
+// beats stopped keeps its last load plus its placements).
 func (r *Registry) Sweep() []Worker {
 	now := r.now()
 	var dropped []Worker
 	r.mu.Lock()
 	for id, w := range r.workers {
 		age := now.Sub(w.LastSeen)
-		if age > r.cfg.StaleAfter {
+		if age > r.cfg.StaleAfter && !r.cfg.External {
+			w.Lost = "no heartbeat for " + r.cfg.StaleAfter.String()
 			dropped = append(dropped, *w)
 			delete(r.workers, id)
 			continue
@@ -208,9 +288,23 @@ func (r *Registry) Sweep() []Worker {
 			r.metrics.HeartbeatAge.WithLabelValues(id).Set(age.Seconds())
 		}
 	}
+	for id, hb := range r.beats {
+		if now.Sub(hb.LastSeen) > 10*r.cfg.StaleAfter {
+			delete(r.beats, id)
+		}
+	}
 	r.mu.Unlock()
+	r.dropped(dropped)
+	if len(dropped) > 0 {
+		r.updateGauges()
+	}
+	return dropped
+}
+
+// dropped reports workers that left.
+func (r *Registry) dropped(dropped []Worker) {
 	for _, w := range dropped {
-		r.log.Warn("worker lost: no heartbeat", "worker_id", w.ID, "region", w.Region, "last_heartbeat", w.LastSeen, "stale_after", r.cfg.StaleAfter)
+		r.log.Warn("worker lost", "worker_id", w.ID, "region", w.Region, "reason", w.Lost, "last_heartbeat", w.LastSeen)
 		if r.metrics != nil {
 			r.metrics.Lost.Inc()
 			r.metrics.HeartbeatAge.DeleteLabelValues(w.ID)
@@ -219,10 +313,6 @@ func (r *Registry) Sweep() []Worker {
 			r.cfg.OnDrop(w)
 		}
 	}
-	if len(dropped) > 0 {
-		r.updateGauges()
-	}
-	return dropped
 }
 
 func (r *Registry) updateGauges() {

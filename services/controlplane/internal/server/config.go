@@ -9,14 +9,17 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
+	consulapi "github.com/hashicorp/consul/api"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/keyauth"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/registry"
 	"github.com/opensandbox/opensandbox/services/shared/auth"
 	"github.com/opensandbox/opensandbox/services/shared/config"
 	"github.com/opensandbox/opensandbox/services/shared/grpcx"
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
+	"github.com/opensandbox/opensandbox/services/worker/app"
 	"github.com/opensandbox/opensandbox/services/worker/publisher"
 	"github.com/opensandbox/opensandbox/services/worker/sandbox"
 )
@@ -56,7 +59,18 @@ type Config struct {
 	JWTSecret     string // signs sandbox tokens (the workers verify them)
 	WorkerSecret  string // the control plane's credential on workers' gRPC
 	DefaultRegion string
-	StaleAfter    time.Duration
+	// RegionFallback (OPENSANDBOX_REGION_FALLBACK, colon-separated) is the
+	// order of the regions a create falls back to when its own has no
+	// capacity, unless it asks for strictRegion.
+	RegionFallback []string
+	StaleAfter     time.Duration
+	// Registry is where workers are found: "nats" (heartbeats, the default)
+	// or "consul" (the catalog of every datacenter; heartbeats then carry
+	// only the load).
+	Registry string
+	// Consul is the client of the local Consul agent (set at start-up with
+	// the Consul registry, from CONSUL_HTTP_ADDR and the other CONSUL_*).
+	Consul *consulapi.Client
 	// GRPCTLS dials workers over TLS: their certificates verified against
 	// the CA, this certificate presented for mutual TLS.
 	GRPCTLS grpcx.TLSFiles
@@ -122,6 +136,8 @@ func LoadConfig() (Config, error) {
 		PersonalOrgs:       e.Bool("OPENSANDBOX_DASHBOARD_PERSONAL_ORGS", false),
 		StaleAfter:         e.Duration("OPENSANDBOX_WORKER_STALE_AFTER", registry.DefaultStaleAfter),
 		RevocationInterval: e.Duration("OPENSANDBOX_REVOCATION_INTERVAL", keyauth.DefaultRevocationInterval),
+		Registry:           e.String("OPENSANDBOX_REGISTRY", app.RegistryNATS),
+		RegionFallback:     splitRegions(e.String("OPENSANDBOX_REGION_FALLBACK", "")),
 		GRPCTLS: grpcx.TLSFiles{
 			Cert: e.String("OPENSANDBOX_GRPC_TLS_CERT", ""),
 			Key:  e.String("OPENSANDBOX_GRPC_TLS_KEY", ""),
@@ -132,6 +148,17 @@ func LoadConfig() (Config, error) {
 		return c, err
 	}
 	return c, c.Validate()
+}
+
+// splitRegions reads a colon-separated region list.
+func splitRegions(s string) []string {
+	var out []string
+	for _, r := range strings.Split(s, ":") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Validate checks the configuration.
@@ -176,6 +203,8 @@ func (c Config) Validate() error {
 			return errors.New("OPENSANDBOX_DEFAULT_REGION must not be empty")
 		case c.StaleAfter <= 0:
 			return errors.New("OPENSANDBOX_WORKER_STALE_AFTER must be positive")
+		case c.Registry != app.RegistryNATS && c.Registry != app.RegistryConsul:
+			return fmt.Errorf("OPENSANDBOX_REGISTRY %q: want %s or %s", c.Registry, app.RegistryNATS, app.RegistryConsul)
 		case c.Sandbox.DefaultTimeout <= 0:
 			return errors.New("OPENSANDBOX_DEFAULT_TIMEOUT must be positive")
 		}

@@ -3,15 +3,18 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	consulapi "github.com/hashicorp/consul/api"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/cluster"
+	"github.com/opensandbox/opensandbox/services/controlplane/internal/consulwatch"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/keyauth"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/placement"
 	"github.com/opensandbox/opensandbox/services/controlplane/internal/registry"
@@ -23,6 +26,7 @@ import (
 	"github.com/opensandbox/opensandbox/services/shared/natsx"
 	"github.com/opensandbox/opensandbox/services/shared/obs"
 	"github.com/opensandbox/opensandbox/services/shared/proto/workerv1"
+	"github.com/opensandbox/opensandbox/services/worker/app"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -37,6 +41,11 @@ func runServer(ctx context.Context, log *slog.Logger, cfg Config) error {
 		return fmt.Errorf("nats: %w", err)
 	}
 	defer nc.Close()
+	if cfg.Registry == app.RegistryConsul {
+		if cfg.Consul, err = consulapi.NewClient(consulapi.DefaultConfig()); err != nil {
+			return fmt.Errorf("consul: %w", err)
+		}
+	}
 	reg := obs.NewRegistry()
 	app, err := StartServer(ctx, log, reg, st, nc, cfg)
 	if err != nil {
@@ -65,15 +74,20 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 	// A worker dropped and back at once must not have its reconcile run
 	// before the drop's bookkeeping: one at a time.
 	var lifecycle sync.Mutex
+	consulRegistry := cfg.Registry == app.RegistryConsul
+	if consulRegistry && cfg.Consul == nil {
+		return nil, errors.New("the Consul registry needs a Consul client")
+	}
 	workers := registry.New(log, registry.Config{
 		StaleAfter: cfg.StaleAfter,
+		External:   consulRegistry,
 		OnDrop: func(w registry.Worker) {
 			lifecycle.Lock()
 			defer lifecycle.Unlock()
 			pool.Forget(w.GRPCAddr)
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			msg := fmt.Sprintf("worker %s lost: no heartbeat for %s", w.ID, cfg.StaleAfter)
+			msg := fmt.Sprintf("worker %s lost: %s", w.ID, w.Lost)
 			n, err := st.FailWorkerSessions(dctx, w.ID, msg)
 			if err != nil {
 				log.Error("fail the sessions of a lost worker", "worker_id", w.ID, "err", err)
@@ -97,13 +111,16 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 		pool.Close()
 	}()
 	go workers.Run(ctx, time.Second)
+	if consulRegistry {
+		go consulwatch.New(log, cfg.Consul, workers, consulwatch.Config{}, consulwatch.NewMetrics(reg)).Run(ctx)
+	}
 	go recordWorkers(ctx, log, st, workers)
 
 	if err := announceRevocations(ctx, log, reg, st, nc, cfg.revocationInterval()); err != nil {
 		return nil, err
 	}
 
-	capi := cluster.New(log, cluster.Config{DefaultRegion: cfg.DefaultRegion}, pg.tracker, st, workers, pool, tokens,
+	capi := cluster.New(log, cluster.Config{DefaultRegion: cfg.DefaultRegion, RegionFallback: cfg.RegionFallback}, pg.tracker, st, workers, pool, tokens,
 		placement.New(placement.DefaultK, uint64(time.Now().UnixNano())), cluster.NewMetrics(reg))
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
 	ev := &events{log: log, nc: nc, stream: cfg.eventStream()}

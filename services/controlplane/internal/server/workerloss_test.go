@@ -58,8 +58,9 @@ func freePort(t *testing.T) string {
 }
 
 // startWorkerProcess runs the real worker binary in region eu against the
-// cluster; the process is killed at cleanup if it still runs.
-func startWorkerProcess(t *testing.T, c *testCluster, bin, id, dataDir, httpPort, grpcPort string) *exec.Cmd {
+// cluster (extra variables override); the process is killed at cleanup if
+// it still runs.
+func startWorkerProcess(t *testing.T, c *testCluster, bin, id, dataDir, httpPort, grpcPort string, extra ...string) *exec.Cmd {
 	t.Helper()
 	var logs bytes.Buffer
 	cmd := exec.Command(bin)
@@ -78,6 +79,7 @@ func startWorkerProcess(t *testing.T, c *testCluster, bin, id, dataDir, httpPort
 		"OPENSANDBOX_DEFAULT_TEMPLATE=busybox",
 		"OPENSANDBOX_HEARTBEAT_INTERVAL=5s",
 	)
+	cmd.Env = append(cmd.Env, extra...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -554,6 +554,94 @@ func (x *ListSandboxesResponse) GetSandboxes() []*Sandbox {
 	return nil
 }
 
+type SetDrainingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Draining      bool                   `protobuf:"varint,1,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDrainingRequest) Reset() {
+	*x = SetDrainingRequest{}
+	mi := &file_worker_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDrainingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDrainingRequest) ProtoMessage() {}
+
+func (x *SetDrainingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDrainingRequest.ProtoReflect.Descriptor instead.
+func (*SetDrainingRequest) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SetDrainingRequest) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+type SetDrainingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Current       int32                  `protobuf:"varint,1,opt,name=current,proto3" json:"current,omitempty"` // sandboxes still running there
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDrainingResponse) Reset() {
+	*x = SetDrainingResponse{}
+	mi := &file_worker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDrainingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDrainingResponse) ProtoMessage() {}
+
+func (x *SetDrainingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDrainingResponse.ProtoReflect.Descriptor instead.
+func (*SetDrainingResponse) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SetDrainingResponse) GetCurrent() int32 {
+	if x != nil {
+		return x.Current
+	}
+	return 0
+}
+
 type SetTimeoutRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	SandboxId      string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
@@ -564,7 +652,7 @@ type SetTimeoutRequest struct {
 
 func (x *SetTimeoutRequest) Reset() {
 	*x = SetTimeoutRequest{}
-	mi := &file_worker_proto_msgTypes[8]
+	mi := &file_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +664,7 @@ func (x *SetTimeoutRequest) String() string {
 func (*SetTimeoutRequest) ProtoMessage() {}
 
 func (x *SetTimeoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[8]
+	mi := &file_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +677,7 @@ func (x *SetTimeoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTimeoutRequest.ProtoReflect.Descriptor instead.
 func (*SetTimeoutRequest) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{8}
+	return file_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetTimeoutRequest) GetSandboxId() string {
@@ -621,7 +709,7 @@ type ExecCommandRequest struct {
 
 func (x *ExecCommandRequest) Reset() {
 	*x = ExecCommandRequest{}
-	mi := &file_worker_proto_msgTypes[9]
+	mi := &file_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +721,7 @@ func (x *ExecCommandRequest) String() string {
 func (*ExecCommandRequest) ProtoMessage() {}
 
 func (x *ExecCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[9]
+	mi := &file_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +734,7 @@ func (x *ExecCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecCommandRequest.ProtoReflect.Descriptor instead.
 func (*ExecCommandRequest) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{9}
+	return file_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecCommandRequest) GetSandboxId() string {
@@ -713,7 +801,7 @@ type ExecCommandResponse struct {
 
 func (x *ExecCommandResponse) Reset() {
 	*x = ExecCommandResponse{}
-	mi := &file_worker_proto_msgTypes[10]
+	mi := &file_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +813,7 @@ func (x *ExecCommandResponse) String() string {
 func (*ExecCommandResponse) ProtoMessage() {}
 
 func (x *ExecCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[10]
+	mi := &file_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +826,7 @@ func (x *ExecCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecCommandResponse.ProtoReflect.Descriptor instead.
 func (*ExecCommandResponse) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{10}
+	return file_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecCommandResponse) GetExitCode() int32 {
@@ -805,7 +893,7 @@ type ExecCommandEvent struct {
 
 func (x *ExecCommandEvent) Reset() {
 	*x = ExecCommandEvent{}
-	mi := &file_worker_proto_msgTypes[11]
+	mi := &file_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +905,7 @@ func (x *ExecCommandEvent) String() string {
 func (*ExecCommandEvent) ProtoMessage() {}
 
 func (x *ExecCommandEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[11]
+	mi := &file_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +918,7 @@ func (x *ExecCommandEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecCommandEvent.ProtoReflect.Descriptor instead.
 func (*ExecCommandEvent) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{11}
+	return file_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecCommandEvent) GetEvent() isExecCommandEvent_Event {
@@ -914,7 +1002,7 @@ type ReadFileRequest struct {
 
 func (x *ReadFileRequest) Reset() {
 	*x = ReadFileRequest{}
-	mi := &file_worker_proto_msgTypes[12]
+	mi := &file_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1014,7 @@ func (x *ReadFileRequest) String() string {
 func (*ReadFileRequest) ProtoMessage() {}
 
 func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[12]
+	mi := &file_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1027,7 @@ func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileRequest.ProtoReflect.Descriptor instead.
 func (*ReadFileRequest) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{12}
+	return file_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReadFileRequest) GetSandboxId() string {
@@ -966,7 +1054,7 @@ type ReadFileResponse struct {
 
 func (x *ReadFileResponse) Reset() {
 	*x = ReadFileResponse{}
-	mi := &file_worker_proto_msgTypes[13]
+	mi := &file_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1066,7 @@ func (x *ReadFileResponse) String() string {
 func (*ReadFileResponse) ProtoMessage() {}
 
 func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[13]
+	mi := &file_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1079,7 @@ func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileResponse.ProtoReflect.Descriptor instead.
 func (*ReadFileResponse) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{13}
+	return file_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReadFileResponse) GetContent() []byte {
@@ -1020,7 +1108,7 @@ type WriteFileRequest struct {
 
 func (x *WriteFileRequest) Reset() {
 	*x = WriteFileRequest{}
-	mi := &file_worker_proto_msgTypes[14]
+	mi := &file_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1120,7 @@ func (x *WriteFileRequest) String() string {
 func (*WriteFileRequest) ProtoMessage() {}
 
 func (x *WriteFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[14]
+	mi := &file_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1133,7 @@ func (x *WriteFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFileRequest.ProtoReflect.Descriptor instead.
 func (*WriteFileRequest) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{14}
+	return file_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WriteFileRequest) GetSandboxId() string {
@@ -1091,7 +1179,7 @@ type EntryInfo struct {
 
 func (x *EntryInfo) Reset() {
 	*x = EntryInfo{}
-	mi := &file_worker_proto_msgTypes[15]
+	mi := &file_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1191,7 @@ func (x *EntryInfo) String() string {
 func (*EntryInfo) ProtoMessage() {}
 
 func (x *EntryInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[15]
+	mi := &file_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1204,7 @@ func (x *EntryInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryInfo.ProtoReflect.Descriptor instead.
 func (*EntryInfo) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{15}
+	return file_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EntryInfo) GetName() string {
@@ -1179,7 +1267,7 @@ type ListDirRequest struct {
 
 func (x *ListDirRequest) Reset() {
 	*x = ListDirRequest{}
-	mi := &file_worker_proto_msgTypes[16]
+	mi := &file_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1279,7 @@ func (x *ListDirRequest) String() string {
 func (*ListDirRequest) ProtoMessage() {}
 
 func (x *ListDirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[16]
+	mi := &file_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1292,7 @@ func (x *ListDirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDirRequest.ProtoReflect.Descriptor instead.
 func (*ListDirRequest) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{16}
+	return file_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListDirRequest) GetSandboxId() string {
@@ -1237,7 +1325,7 @@ type ListDirResponse struct {
 
 func (x *ListDirResponse) Reset() {
 	*x = ListDirResponse{}
-	mi := &file_worker_proto_msgTypes[17]
+	mi := &file_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1337,7 @@ func (x *ListDirResponse) String() string {
 func (*ListDirResponse) ProtoMessage() {}
 
 func (x *ListDirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[17]
+	mi := &file_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1350,7 @@ func (x *ListDirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDirResponse.ProtoReflect.Descriptor instead.
 func (*ListDirResponse) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{17}
+	return file_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListDirResponse) GetEntries() []*EntryInfo {
@@ -1286,7 +1374,7 @@ type CreatePTYRequest struct {
 
 func (x *CreatePTYRequest) Reset() {
 	*x = CreatePTYRequest{}
-	mi := &file_worker_proto_msgTypes[18]
+	mi := &file_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1386,7 @@ func (x *CreatePTYRequest) String() string {
 func (*CreatePTYRequest) ProtoMessage() {}
 
 func (x *CreatePTYRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[18]
+	mi := &file_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1399,7 @@ func (x *CreatePTYRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePTYRequest.ProtoReflect.Descriptor instead.
 func (*CreatePTYRequest) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{18}
+	return file_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreatePTYRequest) GetSandboxId() string {
@@ -1366,7 +1454,7 @@ type CreatePTYResponse struct {
 
 func (x *CreatePTYResponse) Reset() {
 	*x = CreatePTYResponse{}
-	mi := &file_worker_proto_msgTypes[19]
+	mi := &file_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1466,7 @@ func (x *CreatePTYResponse) String() string {
 func (*CreatePTYResponse) ProtoMessage() {}
 
 func (x *CreatePTYResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[19]
+	mi := &file_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1479,7 @@ func (x *CreatePTYResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePTYResponse.ProtoReflect.Descriptor instead.
 func (*CreatePTYResponse) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{19}
+	return file_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreatePTYResponse) GetSessionId() string {
@@ -1422,7 +1510,7 @@ type PTYInput struct {
 
 func (x *PTYInput) Reset() {
 	*x = PTYInput{}
-	mi := &file_worker_proto_msgTypes[20]
+	mi := &file_worker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1522,7 @@ func (x *PTYInput) String() string {
 func (*PTYInput) ProtoMessage() {}
 
 func (x *PTYInput) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[20]
+	mi := &file_worker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1535,7 @@ func (x *PTYInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PTYInput.ProtoReflect.Descriptor instead.
 func (*PTYInput) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{20}
+	return file_worker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PTYInput) GetInput() isPTYInput_Input {
@@ -1519,7 +1607,7 @@ type PTYOutput struct {
 
 func (x *PTYOutput) Reset() {
 	*x = PTYOutput{}
-	mi := &file_worker_proto_msgTypes[21]
+	mi := &file_worker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1619,7 @@ func (x *PTYOutput) String() string {
 func (*PTYOutput) ProtoMessage() {}
 
 func (x *PTYOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[21]
+	mi := &file_worker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1632,7 @@ func (x *PTYOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PTYOutput.ProtoReflect.Descriptor instead.
 func (*PTYOutput) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{21}
+	return file_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PTYOutput) GetOutput() isPTYOutput_Output {
@@ -1612,7 +1700,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_worker_proto_msgTypes[22]
+	mi := &file_worker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1712,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[22]
+	mi := &file_worker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1725,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{22}
+	return file_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Heartbeat) GetWorkerId() string {
@@ -1726,7 +1814,7 @@ type ExecCommandEvent_Started struct {
 
 func (x *ExecCommandEvent_Started) Reset() {
 	*x = ExecCommandEvent_Started{}
-	mi := &file_worker_proto_msgTypes[27]
+	mi := &file_worker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1826,7 @@ func (x *ExecCommandEvent_Started) String() string {
 func (*ExecCommandEvent_Started) ProtoMessage() {}
 
 func (x *ExecCommandEvent_Started) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[27]
+	mi := &file_worker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1839,7 @@ func (x *ExecCommandEvent_Started) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecCommandEvent_Started.ProtoReflect.Descriptor instead.
 func (*ExecCommandEvent_Started) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{11, 0}
+	return file_worker_proto_rawDescGZIP(), []int{13, 0}
 }
 
 func (x *ExecCommandEvent_Started) GetPid() int32 {
@@ -1772,7 +1860,7 @@ type ExecCommandEvent_Exited struct {
 
 func (x *ExecCommandEvent_Exited) Reset() {
 	*x = ExecCommandEvent_Exited{}
-	mi := &file_worker_proto_msgTypes[28]
+	mi := &file_worker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1872,7 @@ func (x *ExecCommandEvent_Exited) String() string {
 func (*ExecCommandEvent_Exited) ProtoMessage() {}
 
 func (x *ExecCommandEvent_Exited) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[28]
+	mi := &file_worker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1885,7 @@ func (x *ExecCommandEvent_Exited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecCommandEvent_Exited.ProtoReflect.Descriptor instead.
 func (*ExecCommandEvent_Exited) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{11, 1}
+	return file_worker_proto_rawDescGZIP(), []int{13, 1}
 }
 
 func (x *ExecCommandEvent_Exited) GetExitCode() int32 {
@@ -1831,7 +1919,7 @@ type PTYInput_Attach struct {
 
 func (x *PTYInput_Attach) Reset() {
 	*x = PTYInput_Attach{}
-	mi := &file_worker_proto_msgTypes[30]
+	mi := &file_worker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1931,7 @@ func (x *PTYInput_Attach) String() string {
 func (*PTYInput_Attach) ProtoMessage() {}
 
 func (x *PTYInput_Attach) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[30]
+	mi := &file_worker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1944,7 @@ func (x *PTYInput_Attach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PTYInput_Attach.ProtoReflect.Descriptor instead.
 func (*PTYInput_Attach) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{20, 0}
+	return file_worker_proto_rawDescGZIP(), []int{22, 0}
 }
 
 func (x *PTYInput_Attach) GetSandboxId() string {
@@ -1883,7 +1971,7 @@ type PTYInput_Resize struct {
 
 func (x *PTYInput_Resize) Reset() {
 	*x = PTYInput_Resize{}
-	mi := &file_worker_proto_msgTypes[31]
+	mi := &file_worker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +1983,7 @@ func (x *PTYInput_Resize) String() string {
 func (*PTYInput_Resize) ProtoMessage() {}
 
 func (x *PTYInput_Resize) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[31]
+	mi := &file_worker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +1996,7 @@ func (x *PTYInput_Resize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PTYInput_Resize.ProtoReflect.Descriptor instead.
 func (*PTYInput_Resize) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{20, 1}
+	return file_worker_proto_rawDescGZIP(), []int{22, 1}
 }
 
 func (x *PTYInput_Resize) GetCols() int32 {
@@ -1934,7 +2022,7 @@ type PTYOutput_Exit struct {
 
 func (x *PTYOutput_Exit) Reset() {
 	*x = PTYOutput_Exit{}
-	mi := &file_worker_proto_msgTypes[32]
+	mi := &file_worker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2034,7 @@ func (x *PTYOutput_Exit) String() string {
 func (*PTYOutput_Exit) ProtoMessage() {}
 
 func (x *PTYOutput_Exit) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[32]
+	mi := &file_worker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2047,7 @@ func (x *PTYOutput_Exit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PTYOutput_Exit.ProtoReflect.Descriptor instead.
 func (*PTYOutput_Exit) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{21, 0}
+	return file_worker_proto_rawDescGZIP(), []int{23, 0}
 }
 
 func (x *PTYOutput_Exit) GetExitCode() int32 {
@@ -2025,7 +2113,11 @@ const file_worker_proto_rawDesc = "" +
 	"\x14ListSandboxesRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"U\n" +
 	"\x15ListSandboxesResponse\x12<\n" +
-	"\tsandboxes\x18\x01 \x03(\v2\x1e.opensandbox.worker.v1.SandboxR\tsandboxes\"[\n" +
+	"\tsandboxes\x18\x01 \x03(\v2\x1e.opensandbox.worker.v1.SandboxR\tsandboxes\"0\n" +
+	"\x12SetDrainingRequest\x12\x1a\n" +
+	"\bdraining\x18\x01 \x01(\bR\bdraining\"/\n" +
+	"\x13SetDrainingResponse\x12\x18\n" +
+	"\acurrent\x18\x01 \x01(\x05R\acurrent\"[\n" +
 	"\x11SetTimeoutRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12'\n" +
@@ -2140,7 +2232,7 @@ const file_worker_proto_rawDesc = "" +
 	"\x04time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
 	"\aversion\x18\n" +
 	" \x01(\tR\aversion\x12\x1a\n" +
-	"\bdraining\x18\v \x01(\bR\bdraining2\x8c\t\n" +
+	"\bdraining\x18\v \x01(\bR\bdraining2\xf2\t\n" +
 	"\rSandboxWorker\x12\\\n" +
 	"\rCreateSandbox\x12+.opensandbox.worker.v1.CreateSandboxRequest\x1a\x1e.opensandbox.worker.v1.Sandbox\x12m\n" +
 	"\x0eDestroySandbox\x12,.opensandbox.worker.v1.DestroySandboxRequest\x1a-.opensandbox.worker.v1.DestroySandboxResponse\x12V\n" +
@@ -2149,6 +2241,7 @@ const file_worker_proto_rawDesc = "" +
 	"\rListSandboxes\x12+.opensandbox.worker.v1.ListSandboxesRequest\x1a,.opensandbox.worker.v1.ListSandboxesResponse\x12V\n" +
 	"\n" +
 	"SetTimeout\x12(.opensandbox.worker.v1.SetTimeoutRequest\x1a\x1e.opensandbox.worker.v1.Sandbox\x12d\n" +
+	"\vSetDraining\x12).opensandbox.worker.v1.SetDrainingRequest\x1a*.opensandbox.worker.v1.SetDrainingResponse\x12d\n" +
 	"\vExecCommand\x12).opensandbox.worker.v1.ExecCommandRequest\x1a*.opensandbox.worker.v1.ExecCommandResponse\x12i\n" +
 	"\x11ExecCommandStream\x12).opensandbox.worker.v1.ExecCommandRequest\x1a'.opensandbox.worker.v1.ExecCommandEvent0\x01\x12[\n" +
 	"\bReadFile\x12&.opensandbox.worker.v1.ReadFileRequest\x1a'.opensandbox.worker.v1.ReadFileResponse\x12V\n" +
@@ -2169,7 +2262,7 @@ func file_worker_proto_rawDescGZIP() []byte {
 	return file_worker_proto_rawDescData
 }
 
-var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_worker_proto_goTypes = []any{
 	(*SandboxConfig)(nil),            // 0: opensandbox.worker.v1.SandboxConfig
 	(*CreateSandboxRequest)(nil),     // 1: opensandbox.worker.v1.CreateSandboxRequest
@@ -2179,77 +2272,81 @@ var file_worker_proto_goTypes = []any{
 	(*GetSandboxRequest)(nil),        // 5: opensandbox.worker.v1.GetSandboxRequest
 	(*ListSandboxesRequest)(nil),     // 6: opensandbox.worker.v1.ListSandboxesRequest
 	(*ListSandboxesResponse)(nil),    // 7: opensandbox.worker.v1.ListSandboxesResponse
-	(*SetTimeoutRequest)(nil),        // 8: opensandbox.worker.v1.SetTimeoutRequest
-	(*ExecCommandRequest)(nil),       // 9: opensandbox.worker.v1.ExecCommandRequest
-	(*ExecCommandResponse)(nil),      // 10: opensandbox.worker.v1.ExecCommandResponse
-	(*ExecCommandEvent)(nil),         // 11: opensandbox.worker.v1.ExecCommandEvent
-	(*ReadFileRequest)(nil),          // 12: opensandbox.worker.v1.ReadFileRequest
-	(*ReadFileResponse)(nil),         // 13: opensandbox.worker.v1.ReadFileResponse
-	(*WriteFileRequest)(nil),         // 14: opensandbox.worker.v1.WriteFileRequest
-	(*EntryInfo)(nil),                // 15: opensandbox.worker.v1.EntryInfo
-	(*ListDirRequest)(nil),           // 16: opensandbox.worker.v1.ListDirRequest
-	(*ListDirResponse)(nil),          // 17: opensandbox.worker.v1.ListDirResponse
-	(*CreatePTYRequest)(nil),         // 18: opensandbox.worker.v1.CreatePTYRequest
-	(*CreatePTYResponse)(nil),        // 19: opensandbox.worker.v1.CreatePTYResponse
-	(*PTYInput)(nil),                 // 20: opensandbox.worker.v1.PTYInput
-	(*PTYOutput)(nil),                // 21: opensandbox.worker.v1.PTYOutput
-	(*Heartbeat)(nil),                // 22: opensandbox.worker.v1.Heartbeat
-	nil,                              // 23: opensandbox.worker.v1.SandboxConfig.MetadataEntry
-	nil,                              // 24: opensandbox.worker.v1.SandboxConfig.EnvsEntry
-	nil,                              // 25: opensandbox.worker.v1.Sandbox.MetadataEntry
-	nil,                              // 26: opensandbox.worker.v1.ExecCommandRequest.EnvsEntry
-	(*ExecCommandEvent_Started)(nil), // 27: opensandbox.worker.v1.ExecCommandEvent.Started
-	(*ExecCommandEvent_Exited)(nil),  // 28: opensandbox.worker.v1.ExecCommandEvent.Exited
-	nil,                              // 29: opensandbox.worker.v1.CreatePTYRequest.EnvsEntry
-	(*PTYInput_Attach)(nil),          // 30: opensandbox.worker.v1.PTYInput.Attach
-	(*PTYInput_Resize)(nil),          // 31: opensandbox.worker.v1.PTYInput.Resize
-	(*PTYOutput_Exit)(nil),           // 32: opensandbox.worker.v1.PTYOutput.Exit
-	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
+	(*SetDrainingRequest)(nil),       // 8: opensandbox.worker.v1.SetDrainingRequest
+	(*SetDrainingResponse)(nil),      // 9: opensandbox.worker.v1.SetDrainingResponse
+	(*SetTimeoutRequest)(nil),        // 10: opensandbox.worker.v1.SetTimeoutRequest
+	(*ExecCommandRequest)(nil),       // 11: opensandbox.worker.v1.ExecCommandRequest
+	(*ExecCommandResponse)(nil),      // 12: opensandbox.worker.v1.ExecCommandResponse
+	(*ExecCommandEvent)(nil),         // 13: opensandbox.worker.v1.ExecCommandEvent
+	(*ReadFileRequest)(nil),          // 14: opensandbox.worker.v1.ReadFileRequest
+	(*ReadFileResponse)(nil),         // 15: opensandbox.worker.v1.ReadFileResponse
+	(*WriteFileRequest)(nil),         // 16: opensandbox.worker.v1.WriteFileRequest
+	(*EntryInfo)(nil),                // 17: opensandbox.worker.v1.EntryInfo
+	(*ListDirRequest)(nil),           // 18: opensandbox.worker.v1.ListDirRequest
+	(*ListDirResponse)(nil),          // 19: opensandbox.worker.v1.ListDirResponse
+	(*CreatePTYRequest)(nil),         // 20: opensandbox.worker.v1.CreatePTYRequest
+	(*CreatePTYResponse)(nil),        // 21: opensandbox.worker.v1.CreatePTYResponse
+	(*PTYInput)(nil),                 // 22: opensandbox.worker.v1.PTYInput
+	(*PTYOutput)(nil),                // 23: opensandbox.worker.v1.PTYOutput
+	(*Heartbeat)(nil),                // 24: opensandbox.worker.v1.Heartbeat
+	nil,                              // 25: opensandbox.worker.v1.SandboxConfig.MetadataEntry
+	nil,                              // 26: opensandbox.worker.v1.SandboxConfig.EnvsEntry
+	nil,                              // 27: opensandbox.worker.v1.Sandbox.MetadataEntry
+	nil,                              // 28: opensandbox.worker.v1.ExecCommandRequest.EnvsEntry
+	(*ExecCommandEvent_Started)(nil), // 29: opensandbox.worker.v1.ExecCommandEvent.Started
+	(*ExecCommandEvent_Exited)(nil),  // 30: opensandbox.worker.v1.ExecCommandEvent.Exited
+	nil,                              // 31: opensandbox.worker.v1.CreatePTYRequest.EnvsEntry
+	(*PTYInput_Attach)(nil),          // 32: opensandbox.worker.v1.PTYInput.Attach
+	(*PTYInput_Resize)(nil),          // 33: opensandbox.worker.v1.PTYInput.Resize
+	(*PTYOutput_Exit)(nil),           // 34: opensandbox.worker.v1.PTYOutput.Exit
+	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
 }
 var file_worker_proto_depIdxs = []int32{
-	23, // 0: opensandbox.worker.v1.SandboxConfig.metadata:type_name -> opensandbox.worker.v1.SandboxConfig.MetadataEntry
-	24, // 1: opensandbox.worker.v1.SandboxConfig.envs:type_name -> opensandbox.worker.v1.SandboxConfig.EnvsEntry
+	25, // 0: opensandbox.worker.v1.SandboxConfig.metadata:type_name -> opensandbox.worker.v1.SandboxConfig.MetadataEntry
+	26, // 1: opensandbox.worker.v1.SandboxConfig.envs:type_name -> opensandbox.worker.v1.SandboxConfig.EnvsEntry
 	0,  // 2: opensandbox.worker.v1.CreateSandboxRequest.config:type_name -> opensandbox.worker.v1.SandboxConfig
-	33, // 3: opensandbox.worker.v1.Sandbox.started_at:type_name -> google.protobuf.Timestamp
-	33, // 4: opensandbox.worker.v1.Sandbox.end_at:type_name -> google.protobuf.Timestamp
-	25, // 5: opensandbox.worker.v1.Sandbox.metadata:type_name -> opensandbox.worker.v1.Sandbox.MetadataEntry
+	35, // 3: opensandbox.worker.v1.Sandbox.started_at:type_name -> google.protobuf.Timestamp
+	35, // 4: opensandbox.worker.v1.Sandbox.end_at:type_name -> google.protobuf.Timestamp
+	27, // 5: opensandbox.worker.v1.Sandbox.metadata:type_name -> opensandbox.worker.v1.Sandbox.MetadataEntry
 	2,  // 6: opensandbox.worker.v1.ListSandboxesResponse.sandboxes:type_name -> opensandbox.worker.v1.Sandbox
-	26, // 7: opensandbox.worker.v1.ExecCommandRequest.envs:type_name -> opensandbox.worker.v1.ExecCommandRequest.EnvsEntry
-	27, // 8: opensandbox.worker.v1.ExecCommandEvent.started:type_name -> opensandbox.worker.v1.ExecCommandEvent.Started
-	28, // 9: opensandbox.worker.v1.ExecCommandEvent.exit:type_name -> opensandbox.worker.v1.ExecCommandEvent.Exited
-	33, // 10: opensandbox.worker.v1.EntryInfo.mod_time:type_name -> google.protobuf.Timestamp
-	15, // 11: opensandbox.worker.v1.ListDirResponse.entries:type_name -> opensandbox.worker.v1.EntryInfo
-	29, // 12: opensandbox.worker.v1.CreatePTYRequest.envs:type_name -> opensandbox.worker.v1.CreatePTYRequest.EnvsEntry
-	30, // 13: opensandbox.worker.v1.PTYInput.attach:type_name -> opensandbox.worker.v1.PTYInput.Attach
-	31, // 14: opensandbox.worker.v1.PTYInput.resize:type_name -> opensandbox.worker.v1.PTYInput.Resize
-	32, // 15: opensandbox.worker.v1.PTYOutput.exit:type_name -> opensandbox.worker.v1.PTYOutput.Exit
-	33, // 16: opensandbox.worker.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	28, // 7: opensandbox.worker.v1.ExecCommandRequest.envs:type_name -> opensandbox.worker.v1.ExecCommandRequest.EnvsEntry
+	29, // 8: opensandbox.worker.v1.ExecCommandEvent.started:type_name -> opensandbox.worker.v1.ExecCommandEvent.Started
+	30, // 9: opensandbox.worker.v1.ExecCommandEvent.exit:type_name -> opensandbox.worker.v1.ExecCommandEvent.Exited
+	35, // 10: opensandbox.worker.v1.EntryInfo.mod_time:type_name -> google.protobuf.Timestamp
+	17, // 11: opensandbox.worker.v1.ListDirResponse.entries:type_name -> opensandbox.worker.v1.EntryInfo
+	31, // 12: opensandbox.worker.v1.CreatePTYRequest.envs:type_name -> opensandbox.worker.v1.CreatePTYRequest.EnvsEntry
+	32, // 13: opensandbox.worker.v1.PTYInput.attach:type_name -> opensandbox.worker.v1.PTYInput.Attach
+	33, // 14: opensandbox.worker.v1.PTYInput.resize:type_name -> opensandbox.worker.v1.PTYInput.Resize
+	34, // 15: opensandbox.worker.v1.PTYOutput.exit:type_name -> opensandbox.worker.v1.PTYOutput.Exit
+	35, // 16: opensandbox.worker.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
 	1,  // 17: opensandbox.worker.v1.SandboxWorker.CreateSandbox:input_type -> opensandbox.worker.v1.CreateSandboxRequest
 	3,  // 18: opensandbox.worker.v1.SandboxWorker.DestroySandbox:input_type -> opensandbox.worker.v1.DestroySandboxRequest
 	5,  // 19: opensandbox.worker.v1.SandboxWorker.GetSandbox:input_type -> opensandbox.worker.v1.GetSandboxRequest
 	6,  // 20: opensandbox.worker.v1.SandboxWorker.ListSandboxes:input_type -> opensandbox.worker.v1.ListSandboxesRequest
-	8,  // 21: opensandbox.worker.v1.SandboxWorker.SetTimeout:input_type -> opensandbox.worker.v1.SetTimeoutRequest
-	9,  // 22: opensandbox.worker.v1.SandboxWorker.ExecCommand:input_type -> opensandbox.worker.v1.ExecCommandRequest
-	9,  // 23: opensandbox.worker.v1.SandboxWorker.ExecCommandStream:input_type -> opensandbox.worker.v1.ExecCommandRequest
-	12, // 24: opensandbox.worker.v1.SandboxWorker.ReadFile:input_type -> opensandbox.worker.v1.ReadFileRequest
-	14, // 25: opensandbox.worker.v1.SandboxWorker.WriteFile:input_type -> opensandbox.worker.v1.WriteFileRequest
-	16, // 26: opensandbox.worker.v1.SandboxWorker.ListDir:input_type -> opensandbox.worker.v1.ListDirRequest
-	18, // 27: opensandbox.worker.v1.SandboxWorker.CreatePTY:input_type -> opensandbox.worker.v1.CreatePTYRequest
-	20, // 28: opensandbox.worker.v1.SandboxWorker.PTYStream:input_type -> opensandbox.worker.v1.PTYInput
-	2,  // 29: opensandbox.worker.v1.SandboxWorker.CreateSandbox:output_type -> opensandbox.worker.v1.Sandbox
-	4,  // 30: opensandbox.worker.v1.SandboxWorker.DestroySandbox:output_type -> opensandbox.worker.v1.DestroySandboxResponse
-	2,  // 31: opensandbox.worker.v1.SandboxWorker.GetSandbox:output_type -> opensandbox.worker.v1.Sandbox
-	7,  // 32: opensandbox.worker.v1.SandboxWorker.ListSandboxes:output_type -> opensandbox.worker.v1.ListSandboxesResponse
-	2,  // 33: opensandbox.worker.v1.SandboxWorker.SetTimeout:output_type -> opensandbox.worker.v1.Sandbox
-	10, // 34: opensandbox.worker.v1.SandboxWorker.ExecCommand:output_type -> opensandbox.worker.v1.ExecCommandResponse
-	11, // 35: opensandbox.worker.v1.SandboxWorker.ExecCommandStream:output_type -> opensandbox.worker.v1.ExecCommandEvent
-	13, // 36: opensandbox.worker.v1.SandboxWorker.ReadFile:output_type -> opensandbox.worker.v1.ReadFileResponse
-	15, // 37: opensandbox.worker.v1.SandboxWorker.WriteFile:output_type -> opensandbox.worker.v1.EntryInfo
-	17, // 38: opensandbox.worker.v1.SandboxWorker.ListDir:output_type -> opensandbox.worker.v1.ListDirResponse
-	19, // 39: opensandbox.worker.v1.SandboxWorker.CreatePTY:output_type -> opensandbox.worker.v1.CreatePTYResponse
-	21, // 40: opensandbox.worker.v1.SandboxWorker.PTYStream:output_type -> opensandbox.worker.v1.PTYOutput
-	29, // [29:41] is the sub-list for method output_type
-	17, // [17:29] is the sub-list for method input_type
+	10, // 21: opensandbox.worker.v1.SandboxWorker.SetTimeout:input_type -> opensandbox.worker.v1.SetTimeoutRequest
+	8,  // 22: opensandbox.worker.v1.SandboxWorker.SetDraining:input_type -> opensandbox.worker.v1.SetDrainingRequest
+	11, // 23: opensandbox.worker.v1.SandboxWorker.ExecCommand:input_type -> opensandbox.worker.v1.ExecCommandRequest
+	11, // 24: opensandbox.worker.v1.SandboxWorker.ExecCommandStream:input_type -> opensandbox.worker.v1.ExecCommandRequest
+	14, // 25: opensandbox.worker.v1.SandboxWorker.ReadFile:input_type -> opensandbox.worker.v1.ReadFileRequest
+	16, // 26: opensandbox.worker.v1.SandboxWorker.WriteFile:input_type -> opensandbox.worker.v1.WriteFileRequest
+	18, // 27: opensandbox.worker.v1.SandboxWorker.ListDir:input_type -> opensandbox.worker.v1.ListDirRequest
+	20, // 28: opensandbox.worker.v1.SandboxWorker.CreatePTY:input_type -> opensandbox.worker.v1.CreatePTYRequest
+	22, // 29: opensandbox.worker.v1.SandboxWorker.PTYStream:input_type -> opensandbox.worker.v1.PTYInput
+	2,  // 30: opensandbox.worker.v1.SandboxWorker.CreateSandbox:output_type -> opensandbox.worker.v1.Sandbox
+	4,  // 31: opensandbox.worker.v1.SandboxWorker.DestroySandbox:output_type -> opensandbox.worker.v1.DestroySandboxResponse
+	2,  // 32: opensandbox.worker.v1.SandboxWorker.GetSandbox:output_type -> opensandbox.worker.v1.Sandbox
+	7,  // 33: opensandbox.worker.v1.SandboxWorker.ListSandboxes:output_type -> opensandbox.worker.v1.ListSandboxesResponse
+	2,  // 34: opensandbox.worker.v1.SandboxWorker.SetTimeout:output_type -> opensandbox.worker.v1.Sandbox
+	9,  // 35: opensandbox.worker.v1.SandboxWorker.SetDraining:output_type -> opensandbox.worker.v1.SetDrainingResponse
+	12, // 36: opensandbox.worker.v1.SandboxWorker.ExecCommand:output_type -> opensandbox.worker.v1.ExecCommandResponse
+	13, // 37: opensandbox.worker.v1.SandboxWorker.ExecCommandStream:output_type -> opensandbox.worker.v1.ExecCommandEvent
+	15, // 38: opensandbox.worker.v1.SandboxWorker.ReadFile:output_type -> opensandbox.worker.v1.ReadFileResponse
+	17, // 39: opensandbox.worker.v1.SandboxWorker.WriteFile:output_type -> opensandbox.worker.v1.EntryInfo
+	19, // 40: opensandbox.worker.v1.SandboxWorker.ListDir:output_type -> opensandbox.worker.v1.ListDirResponse
+	21, // 41: opensandbox.worker.v1.SandboxWorker.CreatePTY:output_type -> opensandbox.worker.v1.CreatePTYResponse
+	23, // 42: opensandbox.worker.v1.SandboxWorker.PTYStream:output_type -> opensandbox.worker.v1.PTYOutput
+	30, // [30:43] is the sub-list for method output_type
+	17, // [17:30] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -2260,19 +2357,19 @@ func file_worker_proto_init() {
 	if File_worker_proto != nil {
 		return
 	}
-	file_worker_proto_msgTypes[9].OneofWrappers = []any{}
-	file_worker_proto_msgTypes[11].OneofWrappers = []any{
+	file_worker_proto_msgTypes[11].OneofWrappers = []any{}
+	file_worker_proto_msgTypes[13].OneofWrappers = []any{
 		(*ExecCommandEvent_Started_)(nil),
 		(*ExecCommandEvent_Stdout)(nil),
 		(*ExecCommandEvent_Stderr)(nil),
 		(*ExecCommandEvent_Exit)(nil),
 	}
-	file_worker_proto_msgTypes[20].OneofWrappers = []any{
+	file_worker_proto_msgTypes[22].OneofWrappers = []any{
 		(*PTYInput_Attach_)(nil),
 		(*PTYInput_Data)(nil),
 		(*PTYInput_Resize_)(nil),
 	}
-	file_worker_proto_msgTypes[21].OneofWrappers = []any{
+	file_worker_proto_msgTypes[23].OneofWrappers = []any{
 		(*PTYOutput_Data)(nil),
 		(*PTYOutput_Exit_)(nil),
 	}
@@ -2282,7 +2379,7 @@ func file_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_worker_proto_rawDesc), len(file_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,7 @@ const (
 	SandboxWorker_GetSandbox_FullMethodName        = "/opensandbox.worker.v1.SandboxWorker/GetSandbox"
 	SandboxWorker_ListSandboxes_FullMethodName     = "/opensandbox.worker.v1.SandboxWorker/ListSandboxes"
 	SandboxWorker_SetTimeout_FullMethodName        = "/opensandbox.worker.v1.SandboxWorker/SetTimeout"
+	SandboxWorker_SetDraining_FullMethodName       = "/opensandbox.worker.v1.SandboxWorker/SetDraining"
 	SandboxWorker_ExecCommand_FullMethodName       = "/opensandbox.worker.v1.SandboxWorker/ExecCommand"
 	SandboxWorker_ExecCommandStream_FullMethodName = "/opensandbox.worker.v1.SandboxWorker/ExecCommandStream"
 	SandboxWorker_ReadFile_FullMethodName          = "/opensandbox.worker.v1.SandboxWorker/ReadFile"
@@ -54,6 +55,11 @@ type SandboxWorkerClient interface {
 	GetSandbox(ctx context.Context, in *GetSandboxRequest, opts ...grpc.CallOption) (*Sandbox, error)
 	ListSandboxes(ctx context.Context, in *ListSandboxesRequest, opts ...grpc.CallOption) (*ListSandboxesResponse, error)
 	SetTimeout(ctx context.Context, in *SetTimeoutRequest, opts ...grpc.CallOption) (*Sandbox, error)
+	// SetDraining stops (or resumes) new sandboxes on the worker: the
+	// autoscaler drains a worker before removing its machine. Its beats and
+	// its Consul registration say so, so every control plane skips it; the
+	// sandboxes it runs go on until they end.
+	SetDraining(ctx context.Context, in *SetDrainingRequest, opts ...grpc.CallOption) (*SetDrainingResponse, error)
 	ExecCommand(ctx context.Context, in *ExecCommandRequest, opts ...grpc.CallOption) (*ExecCommandResponse, error)
 	// ExecCommandStream runs a command and streams its output as it comes:
 	// started, then stdout/stderr chunks in order, then exit. Cancelling the
@@ -121,6 +127,16 @@ func (c *sandboxWorkerClient) SetTimeout(ctx context.Context, in *SetTimeoutRequ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Sandbox)
 	err := c.cc.Invoke(ctx, SandboxWorker_SetTimeout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sandboxWorkerClient) SetDraining(ctx context.Context, in *SetDrainingRequest, opts ...grpc.CallOption) (*SetDrainingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetDrainingResponse)
+	err := c.cc.Invoke(ctx, SandboxWorker_SetDraining_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +234,11 @@ type SandboxWorkerServer interface {
 	GetSandbox(context.Context, *GetSandboxRequest) (*Sandbox, error)
 	ListSandboxes(context.Context, *ListSandboxesRequest) (*ListSandboxesResponse, error)
 	SetTimeout(context.Context, *SetTimeoutRequest) (*Sandbox, error)
+	// SetDraining stops (or resumes) new sandboxes on the worker: the
+	// autoscaler drains a worker before removing its machine. Its beats and
+	// its Consul registration say so, so every control plane skips it; the
+	// sandboxes it runs go on until they end.
+	SetDraining(context.Context, *SetDrainingRequest) (*SetDrainingResponse, error)
 	ExecCommand(context.Context, *ExecCommandRequest) (*ExecCommandResponse, error)
 	// ExecCommandStream runs a command and streams its output as it comes:
 	// started, then stdout/stderr chunks in order, then exit. Cancelling the
@@ -255,6 +276,9 @@ func (UnimplementedSandboxWorkerServer) ListSandboxes(context.Context, *ListSand
 }
 func (UnimplementedSandboxWorkerServer) SetTimeout(context.Context, *SetTimeoutRequest) (*Sandbox, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetTimeout not implemented")
+}
+func (UnimplementedSandboxWorkerServer) SetDraining(context.Context, *SetDrainingRequest) (*SetDrainingResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetDraining not implemented")
 }
 func (UnimplementedSandboxWorkerServer) ExecCommand(context.Context, *ExecCommandRequest) (*ExecCommandResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ExecCommand not implemented")
@@ -384,6 +408,24 @@ func _SandboxWorker_SetTimeout_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SandboxWorkerServer).SetTimeout(ctx, req.(*SetTimeoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SandboxWorker_SetDraining_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetDrainingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxWorkerServer).SetDraining(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SandboxWorker_SetDraining_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxWorkerServer).SetDraining(ctx, req.(*SetDrainingRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -522,6 +564,10 @@ var SandboxWorker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetTimeout",
 			Handler:    _SandboxWorker_SetTimeout_Handler,
+		},
+		{
+			MethodName: "SetDraining",
+			Handler:    _SandboxWorker_SetDraining_Handler,
 		},
 		{
 			MethodName: "ExecCommand",
