@@ -83,6 +83,7 @@ func (c *Client) Create(ctx context.Context, opts CreateOptions) (*Sandbox, erro
 		Envs:           opts.Envs,
 		NetworkEnabled: opts.NetworkEnabled,
 		Region:         opts.Region,
+		StrictRegion:   opts.StrictRegion,
 	}
 	var info SandboxInfo
 	if err := c.doJSON(ctx, c.lifecycle(), http.MethodPost, "/sandboxes", nil, req, &info); err != nil {

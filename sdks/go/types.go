@@ -41,7 +41,11 @@ type CreateOptions struct {
 	MemoryMB       int
 	DiskMB         int // root file system limit in MiB; server default 10240
 	NetworkEnabled bool
-	Region         string
+	// Region places the sandbox there; without capacity the control plane
+	// falls back to the next region (SandboxInfo.Region says which) unless
+	// StrictRegion is set, when the create fails with no_capacity.
+	Region       string
+	StrictRegion bool
 }
 
 // createRequest is the body of POST /sandboxes.
@@ -56,6 +60,7 @@ type createRequest struct {
 	Envs           map[string]string `json:"envs,omitempty"`
 	NetworkEnabled bool              `json:"networkEnabled,omitempty"`
 	Region         string            `json:"region,omitempty"`
+	StrictRegion   bool              `json:"strictRegion,omitempty"`
 }
 
 // tokenAnswer is the answer of POST /sandboxes/:id/token.

@@ -171,6 +171,7 @@ def sandbox_body(
     region: Optional[str],
     alias: Optional[str],
     disk_mb: Optional[int] = None,
+    strict_region: bool = False,
 ) -> Dict[str, Any]:
     """The JSON body of ``POST /sandboxes``."""
     return compact({
@@ -183,6 +184,7 @@ def sandbox_body(
         "diskMB": disk_mb,
         "networkEnabled": True if network_enabled else None,
         "region": region,
+        "strictRegion": True if strict_region else None,
         "alias": alias,
     })
 

@@ -146,6 +146,7 @@ _BY_CODE: Dict[str, Type[OpenSandboxError]] = {
     "rate_limited": RateLimitError,
     "worker_full": UnavailableError,
     "no_worker_available": UnavailableError,
+    "no_capacity": UnavailableError,
     "agent_unreachable": UnavailableError,
     "timeout": OpenSandboxTimeoutError,
 }

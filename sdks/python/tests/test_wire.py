@@ -92,6 +92,9 @@ def test_request_bodies():
     assert process_body("x", None, None, None, 2.1, None, background=True)["timeout"] == 3
     assert process_body("x", None, None, None, 0.4, None)["timeout"] == 1
     assert sandbox_body("base", 1.5, None, None, None, None, False, None, None)["timeout"] == 2
+    assert "strictRegion" not in sandbox_body("base", None, None, None, None, None, False, "eu", None)
+    strict = sandbox_body("base", None, None, None, None, None, False, "eu", None, strict_region=True)
+    assert strict["region"] == "eu" and strict["strictRegion"] is True
     assert [whole_seconds(s) for s in (None, 0, 0.001, 0.4, 1, 1.0, 1.5, 59.99, -1)] == \
         [None, 0, 1, 1, 1, 1, 2, 60, -1]
     assert all(type(whole_seconds(s)) is int for s in (0.4, 2.0, 0))

@@ -42,7 +42,10 @@ export interface SandboxOptions extends ConnectionOptions {
   diskMB?: number;
   /** Outbound network access; default off. */
   networkEnabled?: boolean;
+  /** Where to place it; without capacity there the control plane falls back to the next region (`region` on the sandbox says which). */
   region?: string;
+  /** Stay in `region`: without capacity there, fail with `no_capacity` instead of falling back. */
+  strictRegion?: boolean;
 }
 
 interface ServerSandbox {
@@ -134,6 +137,7 @@ export class Sandbox {
         diskMB: opts.diskMB,
         networkEnabled: opts.networkEnabled,
         region: opts.region,
+        strictRegion: opts.strictRegion || undefined,
       },
     });
     return new Sandbox(api, s);

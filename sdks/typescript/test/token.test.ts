@@ -180,3 +180,19 @@ test("timeouts are sent as whole seconds, rounded up", async () => {
     "/worker/sandboxes/sbx1/commands undefined",
   ]);
 });
+
+test("region and strictRegion travel in the create body; no_capacity keeps its code", async () => {
+  await Sandbox.create({ ...opts, template: "busybox", region: "eu-west-1", strictRegion: true });
+  await Sandbox.create({ ...opts, template: "busybox", region: "eu-west-1" });
+  const bodies = stub.requests.filter((r) => r.method === "POST" && r.path === "/sandboxes").map((r) => r.body);
+  assert.equal(bodies[0]?.region, "eu-west-1");
+  assert.equal(bodies[0]?.strictRegion, true);
+  assert.equal(bodies[1]?.strictRegion, undefined);
+  stub.createAnswer = { status: 503, body: { error: "no healthy capacity in region", code: "no_capacity" } };
+  await assert.rejects(Sandbox.create({ ...opts, template: "busybox", region: "eu-west-1", strictRegion: true }), (err: unknown) => {
+    assert.ok(err instanceof OpenSandboxError);
+    assert.equal(err.status, 503);
+    assert.equal(err.code, "no_capacity");
+    return true;
+  });
+});

@@ -20,6 +20,8 @@ func runCreate(ctx context.Context, a *app, args []string) error {
 	mem := fs.Int("memory", 0, "memory in MB")
 	disk := fs.Int("disk", 0, "disk limit in MB (server default: 10240)")
 	network := fs.Bool("network", false, "allow network access")
+	region := fs.String("region", "", "region to place it in (falls back to the next region when full)")
+	strict := fs.Bool("strict-region", false, "fail (no_capacity) rather than fall back to another region")
 	asJSON := fs.Bool("json", false, "print the sandbox as JSON")
 	pos, _, err := parseFlags(fs, args)
 	if err != nil {
@@ -30,7 +32,7 @@ func runCreate(ctx context.Context, a *app, args []string) error {
 	}
 	sbx, err := a.client.Create(ctx, opensandbox.CreateOptions{
 		Template: *template, Timeout: time.Duration(timeout), Envs: envs, Metadata: meta,
-		CPUCount: *cpus, MemoryMB: *mem, DiskMB: *disk, NetworkEnabled: *network,
+		CPUCount: *cpus, MemoryMB: *mem, DiskMB: *disk, NetworkEnabled: *network, Region: *region, StrictRegion: *strict,
 	})
 	if err != nil {
 		return err

@@ -69,6 +69,7 @@ class AsyncSandbox:
         *,
         alias: Optional[str] = None,
         disk_mb: Optional[int] = None,
+        strict_region: bool = False,
         api_url: Optional[str] = None,
         api_key: Optional[str] = None,
         request_timeout: Optional[float] = None,
@@ -76,7 +77,7 @@ class AsyncSandbox:
         """Creates a sandbox; arguments as in ``Sandbox.create``."""
         config = ConnectionConfig.resolve(api_url, api_key, request_timeout)
         body = sandbox_body(template, timeout, envs, metadata, cpu_count, memory_mb, network_enabled, region, alias,
-                            disk_mb)
+                            disk_mb, strict_region=strict_region)
         return cls._open(config, await cls._call(config, "POST", "/sandboxes", json=body))
 
     @classmethod

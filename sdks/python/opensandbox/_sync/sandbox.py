@@ -78,6 +78,7 @@ class Sandbox:
         *,
         alias: Optional[str] = None,
         disk_mb: Optional[int] = None,
+        strict_region: bool = False,
         api_url: Optional[str] = None,
         api_key: Optional[str] = None,
         request_timeout: Optional[float] = None,
@@ -93,7 +94,11 @@ class Sandbox:
             cpu_count: CPUs (server default 1).
             memory_mb: memory limit in MiB (server default 512).
             network_enabled: give the sandbox network access (off by default).
-            region: where to place it, when the deployment has regions.
+            region: where to place it, when the deployment has regions; when that
+                region has no capacity the control plane falls back to the next one
+                (``sandbox.region`` says where it went).
+            strict_region: stay in ``region``: without capacity there the create
+                fails (``no_capacity``) instead of falling back.
             alias: a name for the sandbox.
             disk_mb: limit of the sandbox's root file system in MiB (server default
                 10240); writing past it fails with ENOSPC inside the sandbox.
@@ -102,7 +107,7 @@ class Sandbox:
         """
         config = ConnectionConfig.resolve(api_url, api_key, request_timeout)
         body = sandbox_body(template, timeout, envs, metadata, cpu_count, memory_mb, network_enabled, region, alias,
-                            disk_mb)
+                            disk_mb, strict_region=strict_region)
         return cls._open(config, cls._call(config, "POST", "/sandboxes", json=body))
 
     @classmethod
