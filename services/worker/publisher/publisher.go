@@ -152,6 +152,9 @@ func (p *Publisher) Notify(sandboxID string) {
 	}
 }
 
+// finalFlush bounds the last publish at shutdown.
+const finalFlush = 5 * time.Second
+
 // Run publishes until ctx ends. It starts with a full scan, so events left
 // unsynced by a previous run (a crash, NATS down) are sent first.
 func (p *Publisher) Run(ctx context.Context) error {
@@ -173,6 +176,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 	}
+	// At shutdown, send what the last moments recorded: a worker the
+	// autoscaler removes does not come back for its backlog.
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalFlush)
+		defer cancel()
+		if err := p.drain(fctx); err != nil {
+			p.log.Warn("events left unpublished at shutdown", "err", err)
+		}
+	}()
 	p.scan()
 	tick := time.NewTicker(p.cfg.Rescan)
 	defer tick.Stop()

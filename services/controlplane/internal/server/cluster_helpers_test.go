@@ -71,6 +71,9 @@ func startCluster(t *testing.T, mutate func(*Config)) *testCluster {
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	if cfg.Autoscaler.LocalEnv != nil { // the local pool's workers join this NATS
+		cfg.Autoscaler.LocalEnv = append(cfg.Autoscaler.LocalEnv, "NATS_URL="+natsx.URLFor(srv.ClientURL(), natsx.RoleWorker, "worker-password"))
+	}
 	reg := obs.NewRegistry()
 	a, err := StartServer(ctx, sandboxtest.Logger(t), reg, st, nc, cfg)
 	if err != nil {

@@ -71,6 +71,8 @@ type Config struct {
 	// Consul is the client of the local Consul agent (set at start-up with
 	// the Consul registry, from CONSUL_HTTP_ADDR and the other CONSUL_*).
 	Consul *consulapi.Client
+	// Autoscaler (server mode): off unless OPENSANDBOX_AUTOSCALER names a pool.
+	Autoscaler AutoscalerConfig
 	// GRPCTLS dials workers over TLS: their certificates verified against
 	// the CA, this certificate presented for mutual TLS.
 	GRPCTLS grpcx.TLSFiles
@@ -144,6 +146,7 @@ func LoadConfig() (Config, error) {
 			CA:   e.String("OPENSANDBOX_GRPC_TLS_CA", ""),
 		},
 	}
+	c.Autoscaler = loadAutoscalerConfig(e, c.DefaultRegion)
 	if err := e.Err(); err != nil {
 		return c, err
 	}
@@ -208,7 +211,7 @@ func (c Config) Validate() error {
 		case c.Sandbox.DefaultTimeout <= 0:
 			return errors.New("OPENSANDBOX_DEFAULT_TIMEOUT must be positive")
 		}
-		return nil
+		return c.Autoscaler.Validate()
 	default:
 		return fmt.Errorf("OPENSANDBOX_MODE %q is not supported (want %s or %s)", c.Mode, ModeCombined, ModeServer)
 	}

@@ -120,6 +120,10 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 		return nil, err
 	}
 
+	scaler, err := startAutoscaler(ctx, log, reg, st, workers, pool, cfg.Autoscaler)
+	if err != nil {
+		return nil, fmt.Errorf("autoscaler: %w", err)
+	}
 	capi := cluster.New(log, cluster.Config{DefaultRegion: cfg.DefaultRegion, RegionFallback: cfg.RegionFallback}, pg.tracker, st, workers, pool, tokens,
 		placement.New(placement.DefaultK, uint64(time.Now().UnixNano())), cluster.NewMetrics(reg))
 	app := httpx.NewApp(log, httpx.NewMetrics(reg))
@@ -139,6 +143,7 @@ func StartServer(ctx context.Context, log *slog.Logger, reg *prometheus.Registry
 	pg.mountDashboard(app, capi.MountLifecycle)
 	keyed := keyedWithMetrics(app, pg.authn.Middleware(), reg, cfg.MetricsToken)
 	keyed.Get("/sessions", pg.tracker.Handler())
+	keyed.Get("/autoscaler", keyauth.RequireScope(keyauth.ScopeAdmin), autoscalerHandler(scaler))
 	capi.Mount(keyed)
 	return app, nil
 }
