@@ -128,6 +128,10 @@ job "opensandbox-controlplane" {
         # for the names the control plane dials.
         OPENSANDBOX_GRPC_TLS_CERT = "${NOMAD_SECRETS_DIR}/grpc-client.pem"
         OPENSANDBOX_GRPC_TLS_KEY  = "${NOMAD_SECRETS_DIR}/grpc-client-key.pem"
+        # Workers come from the Consul catalog of every datacenter (one per
+        # region), through the host's agent.
+        OPENSANDBOX_REGISTRY = "consul"
+        CONSUL_HTTP_ADDR     = "127.0.0.1:8500"
       }
 
       # The gRPC client certificate (Nomad variable opensandbox/grpc, written
@@ -171,6 +175,10 @@ job "opensandbox-controlplane" {
           {{- with nomadVar "opensandbox/metrics" }}
           OPENSANDBOX_METRICS_TOKEN={{ .token | toJSON }}
           {{- end }}
+          {{- /* Its Consul ACL token (policy scripts/consul-acl/opensandbox-controlplane.hcl, put there by scripts/bootstrap-region.sh). */}}
+          {{- with nomadVar "nomad/jobs/opensandbox-controlplane" }}{{ with .consul_token }}
+          CONSUL_HTTP_TOKEN={{ . | toJSON }}
+          {{- end }}{{ end }}
           {{- /* The web dashboard, only where the variable exists: nomadVar
                on a missing path blocks the template (and the task) forever. */}}
           {{- if nomadVarExists "opensandbox/workos" }}
@@ -192,6 +200,11 @@ job "opensandbox-controlplane" {
           OPENSANDBOX_LOG_LEVEL={{ keyOrDefault "opensandbox/log_level" "info" }}
           OPENSANDBOX_WORKER_STALE_AFTER={{ keyOrDefault "opensandbox/controlplane/worker_stale_after" "15s" }}
           OPENSANDBOX_DEFAULT_TIMEOUT={{ keyOrDefault "opensandbox/worker/default_timeout" "300" }}
+          OPENSANDBOX_REGION_FALLBACK={{ keyOrDefault "opensandbox/controlplane/region_fallback" "" }}
+          OPENSANDBOX_AUTOSCALER={{ keyOrDefault "opensandbox/autoscaler/pool" "" }}
+          OPENSANDBOX_EC2_ASGS={{ keyOrDefault "opensandbox/autoscaler/ec2_asgs" "" }}
+          OPENSANDBOX_AUTOSCALER_MIN={{ keyOrDefault "opensandbox/autoscaler/min" "1" }}
+          OPENSANDBOX_AUTOSCALER_MAX={{ keyOrDefault "opensandbox/autoscaler/max" "10" }}
         EOT
       }
 

@@ -1,14 +1,20 @@
 # opensandbox-worker: one allocation on every host of node class "worker".
 #
-# Driver choice: exec, not podman. The worker verifies each agent connection
-# with SO_PEERCRED against the sandbox's init pid as Podman reports it, which
-# is a host pid, so the worker must live in the host pid namespace. The Podman
-# task driver has no pid_mode option (hashicorp/nomad-driver-podman#323), and
-# privileged mode does not share the pid namespace. The exec driver does
-# (pid_mode = "host") while still giving the task its own chroot and cgroup.
-# The worker also hands host paths to the Podman service (per-sandbox socket
+# Driver: podman. The worker checks each agent connection without host pids
+# (it opens the sandbox's socket without following links and connects
+# through the opened file: services/worker/internal/agentclient/dial.go), so
+# it runs in a container of its own pid namespace. It needs the host network
+# (it listens on the host's ports and loads the sandboxes' nftables egress
+# firewall in the host's network namespace) and NET_ADMIN for that. It
+# also hands host paths to the Podman service (per-sandbox socket
 # directories, the agent binary), so those directories are host volumes
-# mounted at the same path inside the task.
+# mounted at the same path inside the task. Its image (nftables, iptables and
+# CA certificates) is built on each worker host by Ansible (scripts/
+# build-images.sh worker); the static binary comes from the release.
+#
+# Discovery: the worker registers itself in Consul (OPENSANDBOX_REGISTRY =
+# consul, service opensandbox-worker, through the host's Consul agent) and
+# finds NATS in the Consul catalog; nothing here names another host.
 #
 # Sandboxes outlive the worker process: they belong to the host's Podman
 # service, and a restarted worker finds them again by label (its worker id is
@@ -40,6 +46,12 @@ variable "release_version" {
 variable "release_sha256" {
   description = "SHA-256 of opensandbox_<version>_linux_amd64.tar.gz; Nomad refuses a tarball that does not match."
   type        = string
+}
+
+variable "worker_image" {
+  description = "Image the worker runs in: nftables, iptables and CA certificates (built on every worker host by Ansible, scripts/build-images.sh worker)."
+  type        = string
+  default     = "localhost/opensandbox/worker-runtime:latest"
 }
 
 variable "release_bucket" {
@@ -101,8 +113,12 @@ job "opensandbox-worker" {
       }
     }
 
+    # The worker registers opensandbox-worker itself (with its TTL check,
+    # draining flag and addresses: what placement reads). Nomad's own
+    # service watches /health to restart a hung worker and is what
+    # Prometheus scrapes (by the worker's TLS name).
     service {
-      name     = "opensandbox-worker"
+      name     = "opensandbox-worker-http"
       port     = "http"
       provider = "consul"
       tags     = ["http", "metrics"]
@@ -183,7 +199,7 @@ job "opensandbox-worker" {
     }
 
     task "worker" {
-      driver      = "exec"
+      driver      = "podman"
       user        = "root" # the root Podman socket; sandboxes are root-owned
       kill_signal = "SIGTERM"
       # Worker shutdown (services/worker/app/app.go, shutdownBudget = 15s):
@@ -220,13 +236,19 @@ job "opensandbox-worker" {
       }
 
       config {
-        command  = "local/opensandbox-worker"
-        pid_mode = "host"
+        image        = var.worker_image
+        command      = "/local/opensandbox-worker"
+        network_mode = "host"
         # The egress firewall of networked sandboxes is an nftables table
         # the worker loads and repairs itself (docs/security.md); without
-        # NET_ADMIN every networked create is refused. The clients' exec
-        # plugin allows it (ansible/roles/nomad, allow_caps).
+        # NET_ADMIN every networked create is refused. The clients' Podman
+        # plugin allows it (ansible/roles/nomad, allow_caps). The pid
+        # namespace stays the container's own: the agent-socket check needs
+        # no host pid.
         cap_add = ["net_admin"]
+        # The host's /proc, read-only: the worker enters each sandbox's user
+        # namespace by its host pid to set its limits (OPENSANDBOX_HOST_PROC).
+        volumes = ["/proc:/host/proc:ro"]
       }
 
       env {
@@ -247,6 +269,10 @@ job "opensandbox-worker" {
         OPENSANDBOX_PODMAN_URI       = "unix:///run/opensandbox/podman.sock"
         OPENSANDBOX_AGENT_BINARY     = "/var/lib/opensandbox/agent/${var.release_version}/osb-agent"
         OPENSANDBOX_VERSION          = var.release_version
+        # Consul: the host's agent (host network); a region is a datacenter.
+        OPENSANDBOX_REGISTRY  = "consul"
+        OPENSANDBOX_HOST_PROC = "/host/proc"
+        CONSUL_HTTP_ADDR      = "127.0.0.1:8500"
       }
 
       # Secrets shared with the control plane (Nomad variable
@@ -266,6 +292,10 @@ job "opensandbox-worker" {
           {{- with nomadVar "opensandbox/metrics" }}
           OPENSANDBOX_METRICS_TOKEN={{ .token | toJSON }}
           {{- end }}
+          {{- /* Its Consul ACL token (policy scripts/consul-acl/opensandbox-worker.hcl, put there by scripts/bootstrap-region.sh). */}}
+          {{- with nomadVar "nomad/jobs/opensandbox-worker" }}{{ with .consul_token }}
+          CONSUL_HTTP_TOKEN={{ . | toJSON }}
+          {{- end }}{{ end }}
         EOT
       }
 

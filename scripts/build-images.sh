@@ -5,6 +5,8 @@ source "$(dirname "$0")/lib.sh"
 
 BASE_REF=${OPENSANDBOX_IMAGE_BASE:-localhost/opensandbox/base:latest}
 BUSYBOX_REF=${OPENSANDBOX_IMAGE_BUSYBOX:-localhost/opensandbox/busybox:latest}
+WORKER_REF=${OPENSANDBOX_IMAGE_WORKER:-localhost/opensandbox/worker-runtime:latest}
+WORKER_PACKAGES=nftables,iptables,ca-certificates
 MIRROR=${OPENSANDBOX_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE_PACKAGES=bash,coreutils,python3,curl,git,ca-certificates,procps
 ENV_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -75,9 +77,32 @@ build_base() {
 	step "base image ready"
 }
 
+# build_worker: the image the worker process itself runs in under Nomad's
+# Podman driver (nomad/opensandbox-worker.nomad.hcl): Debian 12 minbase with
+# nft (the egress firewall; iptables to remove an old release's chains) and
+# CA certificates; the static worker
+# binary comes from the release, mounted from the task directory.
+build_worker() {
+	local recipe
+	recipe=$(echo "bookworm minbase $WORKER_PACKAGES" | sha256sum | cut -c1-16)
+	if current "$WORKER_REF" "$recipe"; then
+		step "worker runtime image $WORKER_REF is up to date"
+		return
+	fi
+	command -v mmdebstrap >/dev/null || die "mmdebstrap not found (apt-get install mmdebstrap)"
+	step "building worker runtime image $WORKER_REF"
+	mmdebstrap --variant=minbase --include="$WORKER_PACKAGES" --format=tar \
+		--customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+		bookworm - "$MIRROR" |
+		podman import --quiet --change "ENV PATH=$ENV_PATH" \
+			--change "LABEL opensandbox.recipe=$recipe" - "$WORKER_REF" >/dev/null
+	step "worker runtime image ready"
+}
+
 case "${1:-all}" in
 busybox) build_busybox ;;
 base) build_base ;;
 all) build_busybox; build_base ;;
-*) die "usage: $0 [all|busybox|base]" ;;
+worker) build_worker ;;
+*) die "usage: $0 [all|busybox|base|worker]" ;;
 esac

@@ -31,6 +31,7 @@ const (
 	MetaCapacity = "capacity"
 	MetaVersion  = "version"
 	MetaDraining = "draining"
+	MetaWorkerID = "worker_id" // Prometheus labels the worker's metrics with it
 )
 
 // Defaults.
@@ -86,14 +87,22 @@ func New(log *slog.Logger, client *consul.Client, cfg Config, probe Probe) (*Reg
 // CheckID is the ID of the worker's TTL check.
 func (r *Registrar) CheckID() string { return "service:" + r.cfg.WorkerID }
 
+// registration is the service: its address is the one the cluster reaches
+// the worker on (the gRPC address's host, a private address), its port the
+// HTTP port, so DNS SRV answers and Prometheus find the worker inside the
+// network; the public connectURL travels in the meta.
 func (r *Registrar) registration() (*consul.AgentServiceRegistration, error) {
 	u, err := url.Parse(r.cfg.HTTPURL)
 	if err != nil {
 		return nil, fmt.Errorf("consulreg: worker URL: %w", err)
 	}
-	host, portStr, err := net.SplitHostPort(u.Host)
+	_, portStr, err := net.SplitHostPort(u.Host)
 	if err != nil {
 		return nil, fmt.Errorf("consulreg: worker URL %q needs host:port: %w", r.cfg.HTTPURL, err)
+	}
+	host, _, err := net.SplitHostPort(r.cfg.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("consulreg: gRPC address %q needs host:port: %w", r.cfg.GRPCAddr, err)
 	}
 	port, _ := strconv.Atoi(portStr)
 	return &consul.AgentServiceRegistration{
@@ -102,7 +111,7 @@ func (r *Registrar) registration() (*consul.AgentServiceRegistration, error) {
 		Meta: map[string]string{
 			MetaRegion: r.cfg.Region, MetaHTTPURL: r.cfg.HTTPURL, MetaGRPCAddr: r.cfg.GRPCAddr,
 			MetaCapacity: strconv.Itoa(r.cfg.Capacity), MetaVersion: r.cfg.Version,
-			MetaDraining: strconv.FormatBool(r.drains),
+			MetaDraining: strconv.FormatBool(r.drains), MetaWorkerID: r.cfg.WorkerID,
 		},
 		Check: &consul.AgentServiceCheck{
 			CheckID: r.CheckID(), Name: "opensandbox worker " + r.cfg.WorkerID,

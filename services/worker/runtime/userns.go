@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,7 +39,11 @@ func LimitUserNS(ctx context.Context, pid int) error {
 	}
 	script := fmt.Sprintf("echo %d >/proc/sys/user/max_inotify_instances && echo %d >/proc/sys/user/max_inotify_watches",
 		SandboxInotifyInstances, SandboxInotifyWatches)
-	out, err := exec.CommandContext(ctx, hostTool("nsenter"), "--user=/proc/"+strconv.Itoa(pid)+"/ns/user", "--", "/bin/sh", "-c", script).CombinedOutput()
+	// pid is a host pid (Podman's). A worker in a container of its own pid
+	// namespace (Nomad's Podman driver) reaches it through the host's /proc
+	// mounted at OPENSANDBOX_HOST_PROC.
+	proc := cmp.Or(os.Getenv("OPENSANDBOX_HOST_PROC"), "/proc")
+	out, err := exec.CommandContext(ctx, hostTool("nsenter"), "--user="+proc+"/"+strconv.Itoa(pid)+"/ns/user", "--", "/bin/sh", "-c", script).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("limit the sandbox's user namespace: %w: %s", err, strings.TrimSpace(string(out)))
 	}

@@ -145,7 +145,7 @@ func (m *Manager) create(ctx context.Context, cfg api.SandboxConfig, opts Create
 	if err != nil {
 		return api.Sandbox{}, errs.Internal("start sandbox", err)
 	}
-	b.agent = agentclient.New(filepath.Join(runDir, agentapi.SocketName), ctr.PID)
+	b.agent = agentclient.New(filepath.Join(runDir, agentapi.SocketName))
 	// The sandbox's user namespace gets its limits while its agent starts;
 	// no command of the tenant runs before both are done.
 	limited := make(chan error, 1)

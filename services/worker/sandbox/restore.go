@@ -93,14 +93,14 @@ func (m *Manager) restoreOne(ctx context.Context, id string, c runtime.Container
 		db.Close()
 		return fmt.Errorf("no sandbox state (err=%v)", err)
 	}
-	ctr, err := m.rt.Inspect(ctx, c.Name) // List may not carry the pid
+	_, err = m.rt.Inspect(ctx, c.Name) // the container is still there
 	if err != nil {
 		db.Close()
 		return err
 	}
 	b := m.newBox(st.Info, st.OrgID, dir)
 	b.db = db
-	b.agent = agentclient.New(filepath.Join(dir, "run", agentapi.SocketName), ctr.PID)
+	b.agent = agentclient.New(filepath.Join(dir, "run", agentapi.SocketName))
 	if time.Now().After(b.info.EndAt) {
 		b.cancel()
 		// Its end came while the worker was down: it is not brought back.

@@ -16,7 +16,7 @@ const StateStopped = "stopped"
 
 // NomadConfig configures the Nomad pool.
 type NomadConfig struct {
-	Regions   []string // a region is a Nomad datacenter
+	Regions   []string // a region is a Nomad region (the AWS region, the Consul datacenter)
 	NodeClass string   // the worker nodes' node_class
 	Job       string   // the worker job
 	// Group, when set, is the worker job's task group: workers are then a
@@ -71,14 +71,14 @@ func (n *Nomad) Name() string { return "nomad" }
 func (n *Nomad) SupportedRegions() []string { return slices.Clone(n.cfg.Regions) }
 
 func (n *Nomad) nodes(ctx context.Context, region string) ([]*nomad.NodeListStub, error) {
-	q := (&nomad.QueryOptions{Filter: fmt.Sprintf(`NodeClass == %q and Datacenter == %q`, n.cfg.NodeClass, region)}).WithContext(ctx)
+	q := (&nomad.QueryOptions{Region: region, Filter: fmt.Sprintf(`NodeClass == %q`, n.cfg.NodeClass)}).WithContext(ctx)
 	nodes, _, err := n.client.Nodes().List(q)
 	if err != nil {
 		return nil, fmt.Errorf("nomad: list nodes: %w", err)
 	}
 	out := nodes[:0]
 	for _, nd := range nodes {
-		if nd.NodeClass == n.cfg.NodeClass && nd.Datacenter == region && nd.Status != "down" {
+		if nd.NodeClass == n.cfg.NodeClass && nd.Status != "down" {
 			out = append(out, nd)
 		}
 	}
@@ -86,8 +86,9 @@ func (n *Nomad) nodes(ctx context.Context, region string) ([]*nomad.NodeListStub
 	return out, nil
 }
 
-// Machines lists the worker-class nodes of the datacenter; the worker on a
-// node is named after it (OPENSANDBOX_WORKER_ID = node.unique.name).
+// Machines lists the worker-class nodes of the region; the worker on a node
+// is named after it (Ansible names each Nomad client after its EC2
+// instance, the worker's id).
 func (n *Nomad) Machines(ctx context.Context, region string) ([]Machine, error) {
 	nodes, err := n.nodes(ctx, region)
 	if err != nil {
@@ -112,9 +113,9 @@ func (n *Nomad) Machines(ctx context.Context, region string) ([]Machine, error) 
 // Launch turns a spare node on (system job), or adds one to the group's
 // count (service job).
 func (n *Nomad) Launch(ctx context.Context, region string) (Machine, error) {
-	wq := (&nomad.WriteOptions{}).WithContext(ctx)
+	wq := (&nomad.WriteOptions{Region: region}).WithContext(ctx)
 	if n.cfg.Group != "" {
-		count, err := n.count(ctx)
+		count, err := n.count(ctx, region)
 		if err != nil {
 			return Machine{}, err
 		}
@@ -139,8 +140,8 @@ func (n *Nomad) Launch(ctx context.Context, region string) (Machine, error) {
 	return Machine{}, fmt.Errorf("nomad datacenter %s: %w (no spare %s node; add hosts)", region, ErrNoMachine, n.cfg.NodeClass)
 }
 
-func (n *Nomad) count(ctx context.Context) (int, error) {
-	job, _, err := n.client.Jobs().Info(n.cfg.Job, (&nomad.QueryOptions{}).WithContext(ctx))
+func (n *Nomad) count(ctx context.Context, region string) (int, error) {
+	job, _, err := n.client.Jobs().Info(n.cfg.Job, (&nomad.QueryOptions{Region: region}).WithContext(ctx))
 	if err != nil {
 		return 0, fmt.Errorf("nomad: job %s: %w", n.cfg.Job, err)
 	}
@@ -154,7 +155,7 @@ func (n *Nomad) count(ctx context.Context) (int, error) {
 
 // Drain makes the node ineligible: Nomad places nothing new on it.
 func (n *Nomad) Drain(ctx context.Context, m Machine) error {
-	if _, err := n.client.Nodes().ToggleEligibility(m.ID, false, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
+	if _, err := n.client.Nodes().ToggleEligibility(m.ID, false, (&nomad.WriteOptions{Region: m.Region}).WithContext(ctx)); err != nil {
 		return fmt.Errorf("nomad: node %s ineligible: %w", m.ID, err)
 	}
 	return nil
@@ -164,7 +165,7 @@ func (n *Nomad) Drain(ctx context.Context, m Machine) error {
 // included); for a service job the group's count then drops by one, so the
 // allocation leaving the drained node is the one Nomad stops.
 func (n *Nomad) Terminate(ctx context.Context, m Machine) error {
-	wq := (&nomad.WriteOptions{}).WithContext(ctx)
+	wq := (&nomad.WriteOptions{Region: m.Region}).WithContext(ctx)
 	spec := &nomad.DrainOptions{DrainSpec: &nomad.DrainSpec{Deadline: n.cfg.DrainDeadline}, Meta: map[string]string{"by": "opensandbox-autoscaler"}}
 	if _, err := n.client.Nodes().UpdateDrainOpts(m.ID, spec, wq); err != nil {
 		return fmt.Errorf("nomad: drain node %s: %w", m.ID, err)
@@ -172,7 +173,7 @@ func (n *Nomad) Terminate(ctx context.Context, m Machine) error {
 	if n.cfg.Group == "" {
 		return nil
 	}
-	count, err := n.count(ctx)
+	count, err := n.count(ctx, m.Region)
 	if err != nil {
 		return err
 	}

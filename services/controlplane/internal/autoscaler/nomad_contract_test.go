@@ -47,10 +47,14 @@ func (f *fakeNomad) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	write := r.Method == http.MethodPut || r.Method == http.MethodPost
 	call := r.Method + " " + p
+	if r.URL.Query().Get("region") != "dc-eu" {
+		http.Error(w, "No path to region", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("X-Nomad-Index", "7")
 	switch {
 	case r.Method == http.MethodGet && p == "/v1/nodes":
-		call += "?filter=" + r.URL.Query().Get("filter")
+		call += "?region=" + r.URL.Query().Get("region") + "&filter=" + r.URL.Query().Get("filter")
 		json.NewEncoder(w).Encode(f.nodes)
 	case write && strings.HasSuffix(p, "/eligibility") && strings.HasPrefix(p, "/v1/node/"):
 		n := f.node(strings.TrimSuffix(strings.TrimPrefix(p, "/v1/node/"), "/eligibility"))
@@ -141,7 +145,7 @@ func TestNomadContractSystemJob(t *testing.T) {
 	if _, err := p.Launch(ctx, "dc-eu"); err == nil { // host-1 still draining, host-2 in use
 		t.Fatal("launched without a spare node")
 	}
-	filter := `?filter=NodeClass == "opensandbox-worker" and Datacenter == "dc-eu"`
+	filter := `?region=dc-eu&filter=NodeClass == "opensandbox-worker"`
 	want := []string{
 		"GET /v1/nodes" + filter,
 		"GET /v1/nodes" + filter,

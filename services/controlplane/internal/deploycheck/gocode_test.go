@@ -65,9 +65,9 @@ var envName = regexp.MustCompile(`^[A-Z][A-Z0-9_]+$`)
 
 // envVars returns the environment variables the code reads: os.Getenv,
 // os.LookupEnv and the typed readers of services/shared/config
-// (e.String("NAME", ...), e.Int, e.Int64, e.Duration, e.Bool).
+// (e.String("NAME", ...), e.Int, e.Int64, e.Duration, e.Bool, e.List).
 func (s *goSource) envVars() map[string]bool {
-	readers := map[string]bool{"Getenv": true, "LookupEnv": true, "String": true, "Int": true, "Int64": true, "Duration": true, "Bool": true}
+	readers := map[string]bool{"Getenv": true, "LookupEnv": true, "String": true, "Int": true, "Int64": true, "Duration": true, "Bool": true, "List": true}
 	out := map[string]bool{}
 	for _, f := range s.files {
 		ast.Inspect(f, func(n ast.Node) bool {

@@ -315,9 +315,11 @@ func TestKillTimeoutsCoverShutdownBudgets(t *testing.T) {
 }
 
 // TestWorkerJobReachesHostPaths checks what the worker needs from its host:
-// the host pid namespace (SO_PEERCRED pids are Podman's host pids) and its
-// host volumes mounted at the host path (it hands paths to the Podman
-// service, which resolves them on the host).
+// the Podman driver with the host network (it listens on the host's ports
+// and loads the sandboxes' nftables firewall there) and NET_ADMIN for it,
+// but neither privileged mode nor the host pid namespace (its agent check needs no host
+// pid), and its host volumes mounted at the host path (it hands paths to
+// the Podman service, which resolves them on the host).
 func TestWorkerJobReachesHostPaths(t *testing.T) {
 	c := newNomadContext(t)
 	var worker *nomadJob
@@ -341,12 +343,25 @@ func TestWorkerJobReachesHostPaths(t *testing.T) {
 		for _, task := range blocks(g.Body, "task") {
 			driver, _ := literal(task.Body, "driver")
 			if task.Labels[0] == "worker" {
-				pid := ""
+				var netMode, pid string
+				var privileged, netAdmin bool
 				for _, cfg := range blocks(task.Body, "config") {
+					netMode, _ = literal(cfg.Body, "network_mode")
 					pid, _ = literal(cfg.Body, "pid_mode")
+					if a, ok := cfg.Body.Attributes["privileged"]; ok {
+						v, _ := a.Expr.Value(nil)
+						privileged = v.True()
+					}
+					if a, ok := cfg.Body.Attributes["cap_add"]; ok {
+						v, _ := a.Expr.Value(nil)
+						for _, c := range v.AsValueSlice() {
+							netAdmin = netAdmin || strings.EqualFold(c.AsString(), "net_admin")
+						}
+					}
 				}
-				if driver != "raw_exec" && !(driver == "exec" && pid == "host") {
-					t.Errorf("worker task: driver %q pid_mode %q: the worker must share the host pid namespace", driver, pid)
+				if driver != "podman" || netMode != "host" || !netAdmin || privileged || pid != "" {
+					t.Errorf("worker task: driver %q network_mode %q net_admin %v privileged %v pid_mode %q: want podman, the host network, NET_ADMIN (no more) and its own pid namespace",
+						driver, netMode, netAdmin, privileged, pid)
 				}
 			}
 			for _, vm := range blocks(task.Body, "volume_mount") {

@@ -58,7 +58,7 @@ func loadAutoscalerConfig(e *config.Env, defaultRegion string) AutoscalerConfig 
 		},
 		LocalBinary:    e.String("OPENSANDBOX_LOCAL_WORKER_BINARY", filepath.Join(filepath.Dir(exe), "opensandbox-worker")),
 		LocalDir:       e.String("OPENSANDBOX_LOCAL_WORKER_DIR", ".data/workers"),
-		NomadNodeClass: e.String("OPENSANDBOX_NOMAD_NODE_CLASS", "opensandbox-worker"),
+		NomadNodeClass: e.String("OPENSANDBOX_NOMAD_NODE_CLASS", "worker"),
 		NomadJob:       e.String("OPENSANDBOX_NOMAD_JOB", "opensandbox-worker"),
 		NomadGroup:     e.String("OPENSANDBOX_NOMAD_GROUP", ""),
 		EC2Groups:      map[string]string{},

@@ -8,13 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
-	"syscall"
-	"time"
 
 	"github.com/opensandbox/opensandbox/services/shared/agentapi"
 	"github.com/opensandbox/opensandbox/services/shared/api"
@@ -24,56 +21,6 @@ import (
 // Client talks to one sandbox's agent.
 type Client struct {
 	http *http.Client
-}
-
-// New returns a client for the agent listening on socket. Every connection is
-// checked with SO_PEERCRED to come from wantPID, the sandbox's init process:
-// the socket lives in a directory the sandbox can write, so a symlink planted
-// there must not lead the worker to another sandbox's agent.
-func New(socket string, wantPID int) *Client {
-	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "unix", socket)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkPeer(conn, wantPID); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		return conn, nil
-	}
-	return &Client{http: &http.Client{Transport: &http.Transport{
-		DialContext:         dial,
-		MaxIdleConnsPerHost: 32,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}}}
-}
-
-func checkPeer(conn net.Conn, wantPID int) error {
-	uc, ok := conn.(*net.UnixConn)
-	if !ok || wantPID <= 0 {
-		return fmt.Errorf("agent socket: cannot verify peer")
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var cred *syscall.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); err != nil {
-		return err
-	}
-	if credErr != nil {
-		return credErr
-	}
-	if int(cred.Pid) != wantPID {
-		return fmt.Errorf("agent socket is served by pid %d, want the sandbox init pid %d", cred.Pid, wantPID)
-	}
-	return nil
 }
 
 // Close drops idle connections.

@@ -2,6 +2,8 @@ package agentclient_test
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,30 +32,34 @@ func TestSymlinkedSocketIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := func(id string) string { return filepath.Join(cfg.DataDir, "sandboxes", id, "run", agentapi.SocketName) }
-	pid := func(id string) int {
-		c, err := rt.Inspect(ctx, "osb-"+id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.PID
-	}
 	// Inside A: replace its socket with a symlink to B's socket on the host.
 	plant := "rm " + agentapi.SocketDir + "/" + agentapi.SocketName + " && ln -s " + sock(b.SandboxID) + " " + agentapi.SocketDir + "/" + agentapi.SocketName
 	if res, err := m.Exec(ctx, a.SandboxID, api.ProcessConfig{Cmd: plant}); err != nil || res.ExitCode != 0 {
 		t.Fatalf("plant symlink: %v %+v", err, res)
 	}
 
-	// The symlink really leads to B: a client expecting B's pid gets through.
-	toB := agentclient.New(sock(a.SandboxID), pid(b.SandboxID))
-	defer toB.Close()
-	if _, err := toB.Health(ctx); err != nil {
+	// The symlink really leads to B: a plain dial of the path gets through.
+	followed := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock(a.SandboxID))
+	}}}
+	resp, err := followed.Get("http://agent/health")
+	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("control: symlink does not reach B: %v", err)
 	}
-	// A fresh connection for A checks the peer and refuses B's agent.
-	forA := agentclient.New(sock(a.SandboxID), pid(a.SandboxID))
+	resp.Body.Close()
+	// The worker's client for A follows no link: B's agent is out of reach,
+	// and no pid was needed to tell.
+	forA := agentclient.New(sock(a.SandboxID))
 	defer forA.Close()
 	_, err = forA.Exec(ctx, agentapi.ExecRequest{Cmd: "hostname", Shell: true})
 	if err == nil || !strings.Contains(err.Error(), "not reachable") {
 		t.Fatalf("exec through planted symlink: got %v, want refusal", err)
+	}
+	// B itself is still served.
+	forB := agentclient.New(sock(b.SandboxID))
+	defer forB.Close()
+	if _, err := forB.Health(ctx); err != nil {
+		t.Fatalf("B's own client: %v", err)
 	}
 }
