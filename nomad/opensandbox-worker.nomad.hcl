@@ -203,9 +203,10 @@ job "opensandbox-worker" {
       user        = "root" # the root Podman socket; sandboxes are root-owned
       kill_signal = "SIGTERM"
       # Worker shutdown (services/worker/app/app.go, shutdownBudget = 15s):
-      # gRPC graceful stop up to 15s, then HTTP shutdown up to 15s, then a 2s
-      # NATS flush. 35s covers the sum; clients set max_kill_timeout = 60s.
-      kill_timeout = "35s"
+      # gRPC graceful stop up to 15s, then HTTP shutdown up to 15s, then the
+      # last events published (up to 5s) and a 2s NATS flush. 40s covers the
+      # sum; clients set max_kill_timeout = 60s.
+      kill_timeout = "40s"
 
       artifact {
         source      = "s3::https://${var.release_bucket}.s3.${var.region}.amazonaws.com/releases/${var.release_version}/opensandbox_${var.release_version}_linux_amd64.tar.gz"

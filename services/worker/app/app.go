@@ -360,5 +360,6 @@ func newPublisher(log *slog.Logger, reg prometheus.Registerer, nc *nats.Conn, cf
 		// A worker always has a syncer behind it (server mode).
 		Stream:           natsx.ConsumedStream(cfg.EventsMaxBytes),
 		EventsPerMessage: cfg.EventsPerMessage,
+		FlushOnStop:      5 * time.Second, // within the kill timeout's margin
 	}, publisher.NewMetrics(reg))
 }

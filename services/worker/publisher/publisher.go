@@ -57,6 +57,10 @@ type Config struct {
 	Rescan           time.Duration // full scan interval: a safety net, not the trigger
 	AckWait          time.Duration // how long to wait for JetStream acks
 	Parallel         int           // sandboxes published at once
+	// FlushOnStop keeps publishing at shutdown for at most this long, so
+	// that a worker being removed (the autoscaler) sends its last events;
+	// 0 stops at once (they wait in SQLite for the next run).
+	FlushOnStop time.Duration
 }
 
 func (c *Config) defaults() {
@@ -152,9 +156,6 @@ func (p *Publisher) Notify(sandboxID string) {
 	}
 }
 
-// finalFlush bounds the last publish at shutdown.
-const finalFlush = 5 * time.Second
-
 // Run publishes until ctx ends. It starts with a full scan, so events left
 // unsynced by a previous run (a crash, NATS down) are sent first.
 func (p *Publisher) Run(ctx context.Context) error {
@@ -179,7 +180,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 	// At shutdown, send what the last moments recorded: a worker the
 	// autoscaler removes does not come back for its backlog.
 	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalFlush)
+		if p.cfg.FlushOnStop <= 0 {
+			return
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FlushOnStop)
 		defer cancel()
 		if err := p.drain(fctx); err != nil {
 			p.log.Warn("events left unpublished at shutdown", "err", err)

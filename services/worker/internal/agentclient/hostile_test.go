@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -28,7 +27,7 @@ func fakeAgent(t *testing.T, handler http.HandlerFunc) *agentclient.Client {
 	srv := &http.Server{Handler: handler}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	c := agentclient.New(sock, os.Getpid())
+	c := agentclient.New(sock)
 	t.Cleanup(c.Close)
 	return c
 }
