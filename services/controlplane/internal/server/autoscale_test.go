@@ -74,7 +74,7 @@ func TestAutoscalerLocalPoolForReal(t *testing.T) {
 		return a.Regions[0]
 	}
 	resp, body := c.cp.do(t, "GET", "/autoscaler", nil)
-	wantError(t, resp, body, 403, "forbidden")
+	wantError(t, resp, body, 403, "insufficient_scope")
 
 	pollUntil(t, 60*time.Second, "the minimum's worker", func() bool { return len(workers()) == 1 })
 	first := workers()[0]
