@@ -151,7 +151,7 @@ func (l *Local) Launch(_ context.Context, region string) (Machine, error) {
 func (l *Local) Drain(context.Context, Machine) error { return nil }
 
 // Terminate stops the worker process (SIGTERM, then SIGKILL after the stop
-// timeout) and removes its data directory.
+// timeout) and removes its data directory when it can.
 func (l *Local) Terminate(ctx context.Context, m Machine) error {
 	l.mu.Lock()
 	p, ok := l.procs[m.ID]
@@ -162,7 +162,12 @@ func (l *Local) Terminate(ctx context.Context, m Machine) error {
 	}
 	stopProc(ctx, p, l.cfg.StopTimeout)
 	l.log.Info("local pool: worker stopped", "worker_id", m.ID)
-	return os.RemoveAll(p.dir)
+	// The machine is gone either way; a directory that cannot go (a mount
+	// left inside it) stays for a look.
+	if err := os.RemoveAll(p.dir); err != nil {
+		l.log.Warn("local pool: worker data directory left behind", "dir", p.dir, "err", err)
+	}
+	return nil
 }
 
 func stopProc(ctx context.Context, p *localProc, timeout time.Duration) {
